@@ -1,0 +1,1 @@
+"""The ground floor: job functions, their catalogue, settings and queue helpers. Never imports Flask."""
