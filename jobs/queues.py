@@ -10,7 +10,8 @@ from redis import Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
-from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.command import send_stop_job_command
+from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
@@ -21,6 +22,8 @@ from jobs.settings import Settings
 QUEUE_NAMES = ("high", "default", "low")  # workers drain them in this order
 SERIALIZER = JSONSerializer
 TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
+RECENT_KEY = "stack:jobs:recent"  # sorted set: job id → enqueue time, newest last
+RECENT_KEEP = 10_000  # bounded: the list is for people, the registries hold the rest
 _MAX_JOB_ID = 128
 UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
@@ -68,7 +71,7 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
 def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
     intervals = list(job_type.retry_intervals)
-    return queue.enqueue_call(
+    job = queue.enqueue_call(
         func=job_type.func_path,
         kwargs=params,
         timeout=job_type.timeout or settings.job_timeout,
@@ -79,6 +82,46 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         meta={"type": job_type.name},
         description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
     )
+    remember(queue.connection, job)
+    return job
+
+
+def remember(connection: Redis, job: Job) -> None:
+    """Index the job in the bounded recent-jobs list."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
+        pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
+        pipe.execute()
+
+
+def recent_jobs(connection: Redis, limit: int = 20, before: float | None = None) -> list[Job]:
+    """Up to ``limit`` recent jobs, newest first, created before ``before`` (a timestamp) if given."""
+    high = f"({before}" if before is not None else "+inf"
+    ids = [i.decode() for i in connection.zrevrangebyscore(RECENT_KEY, high, "-inf", start=0, num=limit)]
+    found = CatalogJob.fetch_many(ids, connection=connection, serializer=SERIALIZER)
+    gone = [job_id for job_id, job in zip(ids, found, strict=True) if job is None]
+    if gone:
+        connection.zrem(RECENT_KEY, *gone)  # expired since: forget them
+    return [job for job in found if job is not None]
+
+
+class NotCancelable(Exception):
+    """The job already reached a terminal state."""
+
+
+def cancel_job(connection: Redis, job: Job) -> str:
+    """Cancel a waiting job or stop a running one; returns the status it moves to."""
+    status = job_status(job)
+    if status in ("queued", "scheduled", "deferred"):
+        job.cancel()
+        return "canceled"
+    if status == "started":
+        try:
+            send_stop_job_command(connection, job.id, serializer=SERIALIZER)
+            return "stopped"
+        except InvalidJobOperation:  # it finished between our read and the command
+            status = job_status(CatalogJob.fetch(job.id, connection=connection, serializer=SERIALIZER))
+    raise NotCancelable(f"The job is already {status}; only waiting or running jobs can be canceled.")
 
 
 def fetch_job(connection: Redis, job_id: str) -> Job | None:
