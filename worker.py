@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import uuid
 
 from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
 from jobs.errors import ForbiddenJob, JobError, PermanentError
+from jobs.executor import ThreadedWorker
 from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
 from jobs.settings import ConfigError, Settings
+from jobs.supervisor import Supervisor
 
 log = logging.getLogger("worker")
 
@@ -37,18 +40,45 @@ def record_error(job: CatalogJob, exc_type: type, exc_value: BaseException, tb: 
     return True  # go on to RQ's default handling: log it, then retry or fail the job
 
 
-def build_worker(settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None) -> Worker:
-    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs."""
+def build_worker(
+    settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None, threads: int = 0
+) -> Worker:
+    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs.
+
+    ``threads`` > 0: a ThreadedWorker running that many jobs at once (see jobs/executor.py); 0: RQ's forking
+    Worker, one job at a time.
+    """
     connection = connect(settings, socket_timeout=None)
     queues = make_queues(connection)
-    return Worker(
-        [queues[q] for q in queue_names],
-        connection=connection,
-        name=name,
-        serializer=SERIALIZER,
-        job_class=CatalogJob,
-        exception_handlers=[record_error],
-    )
+    options = dict(connection=connection, name=name, serializer=SERIALIZER, job_class=CatalogJob)
+    if threads:
+        return ThreadedWorker(
+            [queues[q] for q in queue_names],
+            threads=threads,
+            max_rss_mb=settings.worker_max_rss_mb,
+            hang_grace=settings.worker_hang_grace,
+            exception_handlers=[record_error],
+            **options,
+        )
+    return Worker([queues[q] for q in queue_names], exception_handlers=[record_error], **options)
+
+
+def supervise(settings: Settings, args: argparse.Namespace, queue_names: tuple[str, ...]) -> int:
+    """Run ``args.processes`` worker processes under a Supervisor (restarts, recycling, job recovery)."""
+    logging.basicConfig(level=args.logging_level, format="%(asctime)s %(message)s")
+    connection = connect(settings)
+    queues = make_queues(connection)
+
+    def command(slot: int, name: str) -> list[str]:
+        max_jobs = args.max_jobs or settings.worker_max_jobs
+        cmd = [sys.executable, __file__, *queue_names, "--child", "--name", name, "--threads", str(args.threads)]
+        cmd += ["--logging-level", args.logging_level, *(["--max-jobs", str(max_jobs)] if max_jobs else [])]
+        cmd += ["--burst"] if args.burst else []
+        return cmd + (["--no-scheduler"] if args.no_scheduler or slot else [])  # one scheduler is enough
+
+    base_name = args.name or uuid.uuid4().hex[:12]
+    chosen = [queues[q] for q in queue_names]
+    return Supervisor(command, args.processes, connection, chosen, [record_error], base_name, burst=args.burst).run()
 
 
 def queue_name(value: str) -> str:
@@ -66,20 +96,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="worker name (unique per Redis)")
     parser.add_argument("--max-jobs", type=int, help="quit after this many jobs")
     parser.add_argument("--logging-level", default="INFO")
+    parser.add_argument("--processes", type=int, help="supervised worker processes (default WORKER_PROCESSES; 0: none)")
+    parser.add_argument("--threads", type=int, help="jobs at once per process (WORKER_THREADS; 0: fork per job)")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
-    worker = build_worker(settings, tuple(args.queues or QUEUE_NAMES), args.name)
+    args.processes = settings.worker_processes if args.processes is None else args.processes
+    args.threads = settings.worker_threads if args.threads is None else args.threads
+    if args.processes and not args.child:
+        return supervise(settings, args, tuple(args.queues or QUEUE_NAMES))
+    worker = build_worker(settings, tuple(args.queues or QUEUE_NAMES), args.name, threads=args.threads)
     worker.work(
         burst=args.burst,
         with_scheduler=not args.no_scheduler,
         max_jobs=args.max_jobs,
         logging_level=args.logging_level,
     )
-    return 0
+    return getattr(worker, "exit_code", 0)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jobs.settings import diagnostic_jobs_enabled
 from jobs.wordcount import count_words_at_url
 
 DEFAULT_RETRY_INTERVALS = (5, 30, 120)
@@ -90,6 +91,11 @@ CATALOG: dict[str, JobType] = {
         job_type(count_words_at_url),
     )
 }
+if diagnostic_jobs_enabled():  # benchmarks and fault-injection tests only
+    from jobs import diagnostics
+
+    _diag = (diagnostics.noop, diagnostics.sleep, diagnostics.spin, diagnostics.crash_process, diagnostics.hold_memory)
+    CATALOG.update({t.name: t for t in (job_type(f, retry_intervals=()) for f in _diag)})
 BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in CATALOG.values()}
 
 

@@ -1,0 +1,157 @@
+"""A supervisor for N worker processes: restarts them when they exit and recovers the jobs a dead one held.
+
+Each child is a ThreadedWorker process (``python worker.py --child``). A child that crashes (segfault,
+``os._exit``, OOM kill), recycles itself (memory limit, a hung job, ``--max-jobs``) or is killed is replaced
+at once. Jobs it was running when it died are not left for RQ's abandoned-job sweep, which only notices them
+once their heartbeat expires (a minute or more): the supervisor knows the process is gone, so it expires
+their StartedJobRegistry entries now and lets RQ's own cleanup retry or fail them, with the exception
+handlers, so every job still ends in a state a user can read.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
+from rq.utils import parse_composite_key
+from rq.worker import SimpleWorker
+
+from jobs.executor import RECYCLE
+
+log = logging.getLogger("worker.supervisor")
+
+_POLL = 0.1  # seconds between looks at the children; cheap (waitpid with WNOHANG)
+_QUICK_DEATH = 2.0  # a child that dies sooner than this is crash-looping (bad config, Redis gone): back off
+_MAX_BACKOFF = 30.0
+
+
+@dataclass
+class Child:
+    """One supervised worker process."""
+
+    slot: int
+    name: str
+    process: subprocess.Popen[bytes]
+    started: float = field(default_factory=time.monotonic)
+
+
+def recover_jobs(connection: Redis, worker_name: str, queues: Sequence[Queue], handlers: Sequence[Callable]) -> int:
+    """Retry or fail, through RQ's abandoned-job path, the jobs a dead worker was running; returns how many."""
+    key = WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
+    members = [m.decode() for m in connection.smembers(key)]
+    if members:
+        with connection.pipeline(transaction=False) as pipe:
+            for queue in queues:
+                for member in members:
+                    pipe.zadd(queue.started_job_registry.key, {member: 1}, xx=True)  # expired long ago
+            pipe.execute()
+        for queue in queues:
+            queue.started_job_registry.cleanup(exception_handlers=list(handlers))
+    dead = SimpleWorker.find_by_key(f"{SimpleWorker.redis_worker_namespace_prefix}{worker_name}", connection=connection)
+    if dead is not None:
+        dead.register_death()  # so the dashboard stops listing it
+    connection.delete(key)
+    return len({parse_composite_key(m)[0] for m in members})
+
+
+class Supervisor:
+    """Starts ``processes`` children with ``command(slot, name)`` and keeps them running until stopped."""
+
+    def __init__(
+        self,
+        command: Callable[[int, str], list[str]],
+        processes: int,
+        connection: Redis,
+        queues: Sequence[Queue],
+        handlers: Sequence[Callable],
+        base_name: str,
+        burst: bool = False,
+        env: dict[str, str] | None = None,
+    ):
+        self.command = command
+        self.processes = processes
+        self.connection = connection
+        self.queues = queues
+        self.handlers = handlers
+        self.base_name = base_name
+        self.burst = burst
+        self.env = env
+        self.children: list[Child] = []
+        self.stopping = False
+        self._generation = 0
+        self._backoff: dict[int, float] = {}  # slot → seconds to wait before the next restart
+        self._restart_at: dict[int, float] = {}
+
+    def start_child(self, slot: int) -> Child:
+        self._generation += 1
+        name = f"{self.base_name}.{slot}.{self._generation}"
+        process = subprocess.Popen(self.command(slot, name), env=self.env)
+        log.info("supervisor: started worker %s (pid %d)", name, process.pid)
+        return Child(slot, name, process)
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        """First signal: warm stop (children finish their jobs); a second one is passed on for a cold stop."""
+        self.stopping = True
+        for child in self.children:
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        """Supervise until stopped (or, in burst mode, until every child is done); returns an exit code."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        self.children = [self.start_child(slot) for slot in range(self.processes)]
+        while self.children or (self._restart_at and not self.stopping):
+            time.sleep(_POLL)
+            for child in list(self.children):
+                code = child.process.poll()
+                if code is None:
+                    continue
+                self.children.remove(child)
+                self.reap(child, code)
+                if not self.stopping and (not self.burst or code != 0):
+                    self._schedule_restart(child)
+            self._restart_due()
+        return 0
+
+    def _schedule_restart(self, child: Child) -> None:
+        """Restart at once, unless the slot is crash-looping: then wait 1, 2, 4 … 30 s."""
+        if time.monotonic() - child.started < _QUICK_DEATH:
+            delay = min(_MAX_BACKOFF, self._backoff.get(child.slot, 0.5) * 2)
+        else:
+            delay = 0.0
+        self._backoff[child.slot] = delay or 0.5
+        if delay:
+            log.warning("supervisor: worker slot %d dies at start; next try in %.0f s", child.slot, delay)
+        self._restart_at[child.slot] = time.monotonic() + delay
+
+    def _restart_due(self) -> None:
+        for slot, when in list(self._restart_at.items()):
+            if self.stopping:
+                self._restart_at.clear()
+            elif time.monotonic() >= when:
+                del self._restart_at[slot]
+                self.children.append(self.start_child(slot))
+
+    def reap(self, child: Child, code: int) -> None:
+        """Log why a child ended and recover any job it still held."""
+        if code == RECYCLE:
+            log.info("supervisor: worker %s recycled itself", child.name)
+        elif code != 0:
+            log.warning("supervisor: worker %s exited with %s", child.name, code)
+        try:
+            recovered = recover_jobs(self.connection, child.name, self.queues, self.handlers)
+        except RedisError as exc:  # Redis down: RQ's own abandoned-job sweep will find them later
+            log.error("supervisor: could not recover jobs of %s: %s", child.name, exc)
+            return
+        if recovered:
+            log.warning("supervisor: recovered %d job(s) that worker %s was running", recovered, child.name)
