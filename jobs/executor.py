@@ -97,6 +97,7 @@ class ThreadedWorker(SimpleWorker):
         self._last_job_heartbeats = time.monotonic()
         self._cached_state: str | None = None
         self._abandoned_ids: set[str] = set()  # failed as hung; a late result from their thread is dropped
+        self._got_job = False  # set by reorder_queues once RQ has popped a job in the current dequeue
         self._waiting = False  # main thread is blocked (dequeue or waiting for a slot): a stop may interrupt it
         for number in range(self.threads):
             threading.Thread(target=self._job_thread, name=f"job-{number}", daemon=True).start()
@@ -173,6 +174,7 @@ class ThreadedWorker(SimpleWorker):
     def _wait(self, done: Any, interruptible: bool = True) -> None:
         """Block until ``done()``, waking every _WAIT_STEP s to heartbeat, fail hung jobs and check memory."""
         self._waiting = interruptible
+        self._got_job = False  # any job dequeued so far is registered in _running: nothing to lose
         try:
             while True:
                 with self._changed:
@@ -204,6 +206,8 @@ class ThreadedWorker(SimpleWorker):
             self._upkeep(moment)
         if self.max_rss_mb and not self._stop_requested and rss_mb() > self.max_rss_mb:
             self._recycle(f"resident memory {rss_mb():.0f} MB is over the {self.max_rss_mb:.0f} MB limit")
+        if self._stop_requested and self._interruptible():
+            raise StopRequested()  # leave a blocking dequeue now rather than after its timeout
 
     def _upkeep(self, moment: float) -> None:
         """Refresh running jobs' heartbeats every job_monitoring_interval and fail the hung ones."""
@@ -248,11 +252,20 @@ class ThreadedWorker(SimpleWorker):
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         if self._stop_requested:
             return None  # a recycle was requested: take no more jobs
-        self._waiting = True
+        self._waiting, self._got_job = True, False
         try:
             return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
         finally:
             self._waiting = False
+
+    def reorder_queues(self, reference_queue: Queue) -> None:
+        """RQ calls this right after a dequeue succeeds: from here on a stop must not lose the job."""
+        self._got_job = True
+        super().reorder_queues(reference_queue)
+
+    def _interruptible(self) -> bool:
+        """The main thread is blocked waiting and holds no dequeued job, so StopRequested may be raised."""
+        return self._waiting and not self._got_job
 
     def set_state(self, state: str, pipeline: Any = None) -> None:
         """Busy while any job runs; skip the write when the state did not change (one round trip per job)."""
@@ -277,5 +290,5 @@ class ThreadedWorker(SimpleWorker):
         self.set_shutdown_requested_date()
         if self.scheduler:
             self.stop_scheduler()
-        if self._waiting:
+        if self._interruptible():
             raise StopRequested()
