@@ -25,6 +25,9 @@ test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-s
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: $(VENV)/.dev  ## measure workers, HTTP and latency against a private Redis (~3 min); writes bench/results/
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 

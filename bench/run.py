@@ -1,0 +1,388 @@
+"""``make bench``: every performance figure of issue #8 in one run against one private Redis.
+
+Starts its own redis-server on a free loopback port, then measures, in order:
+1. no-op jobs: our worker setup vs stock ``rq worker`` (jobs/s, Redis commands per job, worker CPU per job);
+2. I/O-bound jobs: ``count_words_at_url`` against a local page server that answers after 100 ms;
+3. the concurrency models the issue asks to compare (supervised non-forking processes vs threads);
+4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
+   with load from a separate process (wrk if on PATH, else bench/load.py);
+5. submit→result latency through the API (``?wait=`` long-poll if the API has it, else 2 ms polling);
+6. HTML → counts MB/s (bench/bench_text.py, if present in this tree);
+7. peak RSS of each process.
+Writes bench/results/latest.json and latest.md and prints the Markdown. Timings are noisy on a shared
+machine: compare ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from redis import Redis  # noqa: E402
+from rq import Queue  # noqa: E402
+from rq.serializers import JSONSerializer  # noqa: E402
+from rq.worker import Worker  # noqa: E402
+
+from bench import procs  # noqa: E402
+from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
+
+PY = sys.executable
+BIN = Path(PY).parent
+QUEUES = ("high", "default", "low")
+PAGE = (b"<html><body><h1>Benchmark page</h1>" + b"<p>The quick brown fox jumps over the lazy dog.</p>" * 40
+        + b"</body></html>")
+
+
+@dataclass
+class Setup:
+    """One way of running workers: a label and a command line."""
+
+    label: str
+    command: list[str]
+    workers: int  # RQ workers it registers (how we know it is up)
+
+
+def stock(queues: tuple[str, ...] = QUEUES) -> Setup:
+    """Stock ``rq worker``: forks a work horse per job, JSON serializer."""
+    return Setup("stock rq worker", [str(BIN / "rq"), "worker", "--serializer", "rq.serializers.JSONSerializer",
+                                     "--url", "{url}", *queues], 1)
+
+
+def ours(processes: int, threads: int, label: str | None = None) -> Setup:
+    """Our worker.py: ``processes`` supervised ThreadedWorker processes with ``threads`` job threads each."""
+    return Setup(label or f"ours {processes}×{threads}", [PY, "worker.py", *QUEUES, "--no-scheduler",
+                                                          "--processes", str(processes), "--threads", str(threads)],
+                 processes)
+
+
+class SlowPages:
+    """A loopback HTTP server that answers every request after ``delay`` seconds (a slow remote site)."""
+
+    def __init__(self, delay: float = 0.1):
+        delay_s = delay
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802 - http.server's naming
+                time.sleep(delay_s)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(PAGE)))
+                self.end_headers()
+                self.wfile.write(PAGE)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 256
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/page"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def commands(conn: Redis) -> int:
+    """Commands Redis has processed so far (INFO commandstats, excluding INFO itself)."""
+    stats = conn.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def fill(conn: Redis, func: str, kwargs: dict[str, Any], n: int) -> list[str]:
+    """Enqueue ``n`` jobs on ``default`` in one pipeline (before the workers start)."""
+    queue = Queue("default", connection=conn, serializer=JSONSerializer)
+    data = [Queue.prepare_data(func, kwargs=kwargs, timeout=120, result_ttl=3600) for _ in range(n)]
+    with conn.pipeline() as pipe:
+        jobs = queue.enqueue_many(data, pipeline=pipe)
+        pipe.execute()
+    return [job.id for job in jobs]
+
+
+def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: dict[str, Any], n: int,
+                logdir: Path) -> dict[str, Any]:
+    """Pre-fill ``n`` jobs, start the workers, wait for all to end; throughput, commands, CPU and RSS."""
+    conn = Redis.from_url(url)
+    conn.flushall()
+    ids = fill(conn, func, kwargs, n)
+    before_cmds = commands(conn)
+    command = [part.replace("{url}", url) for part in setup.command]
+    log = open(logdir / f"{setup.label.replace(' ', '_')}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    driver_cmds = 1
+    deadline = time.monotonic() + 120
+    while len(Worker.all_keys(connection=conn)) < setup.workers and time.monotonic() < deadline:
+        driver_cmds += 1
+        time.sleep(0.005)
+    cpu0 = procs.cpu_seconds(proc.pid)
+    finished_key, failed_key = "rq:finished:default", "rq:failed:default"
+    while time.monotonic() < deadline:
+        with conn.pipeline(transaction=False) as pipe:
+            pipe.zcard(finished_key)
+            pipe.zcard(failed_key)
+            done, failed = pipe.execute()
+        driver_cmds += 2
+        if done + failed >= n:
+            break
+        time.sleep(0.05)
+    cpu1 = procs.cpu_seconds(proc.pid)
+    after_cmds = commands(conn)
+    rss = procs.peak_rss(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    log.close()
+    started, ended = [], []
+    with conn.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hmget(f"rq:job:{job_id}", "started_at", "ended_at", "status")
+        rows = pipe.execute()
+    statuses: dict[str, int] = {}
+    for s, e, status in rows:
+        statuses[(status or b"?").decode()] = statuses.get((status or b"?").decode(), 0) + 1
+        if s and e:
+            started.append(_ts(s))
+            ended.append(_ts(e))
+    span = max(ended) - min(started) if started else float("nan")
+    conn.close()
+    return {
+        "setup": setup.label,
+        "jobs": n,
+        "statuses": statuses,
+        "seconds": round(span, 3),
+        "jobs_per_s": round(len(ended) / span, 1) if started else 0.0,
+        "redis_commands_per_job": round((after_cmds - before_cmds - driver_cmds) / n, 1),
+        "worker_cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / n, 2),
+        "worker_peak_rss_mb_total": round(sum(p["peak_rss_mb"] for p in rss), 1),
+        "processes": rss,
+    }
+
+
+def _ts(raw: bytes) -> float:
+    from rq.utils import str_to_date
+
+    return str_to_date(raw).timestamp()
+
+
+# --- HTTP -------------------------------------------------------------------------------------------------
+def start_web(env: dict[str, str], port: int, logdir: Path) -> subprocess.Popen[bytes]:
+    """gunicorn with the production config (web/gunicorn_conf.py), waiting until /healthz answers."""
+    log = open(logdir / "gunicorn.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "--config", "python:web.gunicorn_conf", "web:create_app()"],
+                            cwd=ROOT, env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            if conn.getresponse().status == 200:
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("gunicorn did not start; see bench/results/gunicorn.log")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def load(url: str, duration: float, body: str | None, logdir: Path) -> dict[str, Any]:
+    """Requests per second from a separate process: wrk when installed, else bench/load.py."""
+    wrk = shutil.which("wrk")
+    if wrk:
+        cmd = [wrk, "-t2", "-c8", f"-d{duration:.0f}s", url]
+        if body is not None:
+            script = logdir / "post.lua"
+            script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                              'wrk.headers["Content-Type"] = "application/json"\n')
+            cmd[1:1] = ["-s", str(script)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rps = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+        errors = next((line for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line), "")
+        return {"tool": "wrk -t2 -c8", "rps": rps, "errors": errors}
+    cmd = [PY, str(ROOT / "bench" / "load.py"), url, "--connections", "8", "--duration", str(duration)]
+    if body is not None:
+        cmd += ["--body", body]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return {"tool": "bench/load.py, 8 connections", **json.loads(out)}
+
+
+def http_ratio(port: int, duration: float, logdir: Path) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    body = json.dumps({"type": "noop", "params": {}})
+    ping = load(f"{base}/readyz", duration, None, logdir)
+    post = load(f"{base}/api/jobs", duration, body, logdir)
+    return {"get_readyz": ping, "post_api_jobs": post, "ratio": round(post["rps"] / ping["rps"], 2)}
+
+
+def latency(port: int, n: int) -> dict[str, Any]:
+    """Submit a noop job and wait for its result, ``n`` times in a row on an idle stack; p50/p99 in ms."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    body = json.dumps({"type": "noop", "params": {}})
+    samples, mode = [], "?"
+    for _ in range(n):
+        start = time.perf_counter()
+        conn.request("POST", "/api/jobs", body=body, headers={"Content-Type": "application/json"})
+        job_id = json.loads(conn.getresponse().read())["id"]
+        while True:
+            asked = time.perf_counter()
+            conn.request("GET", f"/api/jobs/{job_id}?wait=5")
+            status = json.loads(conn.getresponse().read())["status"]
+            if status in ("finished", "failed", "stopped", "canceled"):
+                break
+            if time.perf_counter() - asked < 0.05:  # answered at once: no long-poll here, so poll
+                mode = "polling every 2 ms"
+                time.sleep(0.002)
+            else:
+                mode = "?wait= long-poll"
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {
+        "jobs": n,
+        "mode": mode if mode != "?" else "first read already finished",
+        "p50_ms": round(statistics.median(samples), 2),
+        "p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))], 2),
+        "max_ms": round(samples[-1], 2),
+    }
+
+
+def text_speed() -> dict[str, Any]:
+    """bench/bench_text.py's run() (issue #3), if it is in this tree."""
+    path = ROOT / "bench" / "bench_text.py"
+    if not path.exists():
+        return {"note": "not available in this tree"}
+    spec = importlib.util.spec_from_file_location("bench_text", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run(size_mb=5.0)
+
+
+# --- report -----------------------------------------------------------------------------------------------
+def markdown(r: dict[str, Any]) -> str:
+    lines = [f"# Benchmark ({r['when']})", "", f"Machine: {r['machine']}", f"Command: `{r['command']}`", ""]
+    for title, key in (("No-op jobs", "noop"), ("I/O-bound jobs: count_words_at_url, page answers after 100 ms", "io")):
+        lines += [f"## {title}", "", "| setup | jobs | jobs/s | × stock | Redis cmds/job | worker CPU ms/job | "
+                  "worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|"]
+        base = r[key][0]["jobs_per_s"] or 1
+        for row in r[key]:
+            lines.append(f"| {row['setup']} | {row['jobs']} | {row['jobs_per_s']} | {row['jobs_per_s'] / base:.1f} | "
+                         f"{row['redis_commands_per_job']} | {row['worker_cpu_ms_per_job']} | "
+                         f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
+        lines.append("")
+    h = r["http"]
+    lines += ["## HTTP (production gunicorn config: gthread, WEB_CONCURRENCY=2 × 8 threads)", "",
+              "| endpoint | req/s | tool |", "|---|---|---|",
+              f"| GET /readyz (one Redis PING) | {h['get_readyz']['rps']} | {h['get_readyz']['tool']} |",
+              f"| POST /api/jobs (noop) | {h['post_api_jobs']['rps']} | {h['post_api_jobs']['tool']} |",
+              "", f"Ratio POST ÷ GET: **{h['ratio']}**", ""]
+    lat = r["latency"]
+    lines += ["## Submit → result latency through the API (idle stack)", "",
+              f"{lat['jobs']} noop jobs one after another, {lat['mode']}: p50 **{lat['p50_ms']} ms**, "
+              f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms.", ""]
+    lines += ["## HTML → counts", "", "```", json.dumps(r["text"], indent=1), "```", ""]
+    lines += ["## Peak RSS per process", "", "| role | process | peak RSS MB |", "|---|---|---|"]
+    for role, plist in r["rss"].items():
+        for p in plist:
+            lines.append(f"| {role} | `{p['cmd']}` | {p['peak_rss_mb']} |")
+    lines += ["", f"Total bench time: {r['bench_seconds']} s", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer jobs and shorter loads (a smoke run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    scale = 0.2 if args.quick else 1.0
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+    result: dict[str, Any] = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
+        "command": "make bench" + (" (--quick)" if args.quick else ""),
+        "rss": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), port=free_port()) as redis_server:
+        url = redis_server.url
+        pages = SlowPages(0.1)
+        env = {**os.environ, "REDIS_URL": url, "APP_ENV": "development", "SECRET_KEY": "bench-secret-key-0123456789",
+               "DIAGNOSTIC_JOBS": "1", "FETCH_ALLOW_NETWORKS": "127.0.0.0/8", "WORKER_MAX_JOBS": "0",
+               "PYTHONPATH": str(ROOT), "WEB_CONCURRENCY": "2"}
+        n = lambda k: max(20, int(k * scale))  # noqa: E731
+
+        noop = ("jobs.diagnostics.noop", {})
+        result["noop"] = [run_workers(s, url, env, *noop, jobs, out) for s, jobs in (
+            (stock(), n(400)),
+            (ours(2, 8, "ours 2×8 (default)"), n(4000)),
+            (ours(2, 1, "non-forking pool 2×1"), n(3000)),
+            (ours(1, 16, "threads 1×16"), n(3000)),
+        )]
+        io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
+        result["io"] = [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
+            (stock(), n(40)), (ours(2, 8, "ours 2×8 (default)"), n(400)), (ours(2, 32, "threads 2×32"), n(800)),
+            (ours(16, 1, "non-forking pool 16×1"), n(400)))]
+        for key in ("noop", "io"):
+            for row in result[key]:
+                result["rss"][f"{key}: {row['setup']}"] = row.pop("processes")
+
+        port = free_port()
+        conn = Redis.from_url(url)
+        conn.flushall()
+        web = start_web(env, port, out)
+        try:
+            result["http"] = http_ratio(port, 5.0 * max(scale, 0.4), out)
+            conn.flushall()
+            worker = subprocess.Popen(ours(2, 8).command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.STDOUT, start_new_session=True)
+            while len(Worker.all_keys(connection=conn)) < 2:
+                time.sleep(0.05)
+            time.sleep(0.5)
+            result["latency"] = latency(port, n(300))
+            result["rss"]["latency: worker 2×8"] = procs.peak_rss(worker.pid)
+            stop(worker)
+            result["rss"]["gunicorn"] = procs.peak_rss(web.pid)
+        finally:
+            stop(web)
+        result["rss"]["redis-server"] = procs.peak_rss(redis_server.process.pid)
+    result["text"] = text_speed()
+    result["rss"]["bench driver (incl. page server)"] = procs.peak_rss(os.getpid())[:1]
+    result["bench_seconds"] = round(time.monotonic() - began, 1)
+    (out / "latest.json").write_text(json.dumps(result, indent=1))
+    text = markdown(result)
+    (out / "latest.md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
