@@ -86,6 +86,7 @@ class ThreadedWorker(SimpleWorker):
         self._stopped_ids: set[str] = set()
         self._local = threading.local()
         self._running: dict[str, Running] = {}
+        self._pending: dict[str, Any] = {}  # job id → pipeline holding its Execution writes until it starts
         self._changed = threading.Condition()
         super().__init__(*args, **kwargs)
         self.threads = max(1, threads)
@@ -276,6 +277,32 @@ class ThreadedWorker(SimpleWorker):
             return
         self._cached_state = state
         super().set_state(state, pipeline)
+
+    def prepare_execution(self, job: Job) -> Execution:
+        """Create the Execution, but send its writes with the job's start (one round trip, not two)."""
+        pipeline = self.connection.pipeline()
+        execution = Execution.create(job, self.get_heartbeat_ttl(job), pipeline=pipeline, worker_name=self.name)
+        self.executions[execution.id] = execution
+        self.set_state(WorkerStatus.BUSY, pipeline=pipeline)
+        self._pending[job.id] = pipeline
+        return execution
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False) -> None:
+        """RQ's start-of-job bookkeeping, in the same transaction as prepare_execution's."""
+        with self._pending.pop(job.id, None) or self.connection.pipeline() as pipeline:
+            heartbeat_ttl = self.get_heartbeat_ttl(job)
+            self.heartbeat(heartbeat_ttl, pipeline=pipeline)
+            job.heartbeat(now(), heartbeat_ttl, pipeline=pipeline)
+            job.prepare_for_execution(self.name, pipeline=pipeline)
+            pipeline.persist(job.key)
+            if remove_from_intermediate_queue:
+                pipeline.lrem(Queue(job.origin, connection=self.connection).intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        """Mark the end in memory only: the success or failure transaction that follows saves the job anyway."""
+        job.ended_at = now()
+        job.last_heartbeat = job.ended_at
 
     def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
         """RQ's forking-worker TTL (min(remaining, monitoring interval) + 60): we heartbeat like it does."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from redis import Redis
 from redis.backoff import NoBackoff
+from redis.client import Pipeline
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
@@ -71,7 +72,18 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
 def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
     intervals = list(job_type.retry_intervals)
-    job = queue.enqueue_call(
+    # One round trip: RQ's job save, queue push and queue registration, plus our recent index, in one MULTI.
+    with queue.connection.pipeline() as pipe:
+        job = _enqueue_call(queue, job_type, params, settings, intervals, pipe)
+        _index(pipe, job)
+        pipe.execute()
+    return job
+
+
+def _enqueue_call(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings,
+                  intervals: list[int], pipe: Pipeline) -> Job:
+    return queue.enqueue_call(
+        pipeline=pipe,
         func=job_type.func_path,
         kwargs=params,
         timeout=job_type.timeout or settings.job_timeout,
@@ -82,16 +94,18 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         meta={"type": job_type.name},
         description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
     )
-    remember(queue.connection, job)
-    return job
 
 
 def remember(connection: Redis, job: Job) -> None:
     """Index the job in the bounded recent-jobs list."""
     with connection.pipeline(transaction=False) as pipe:
-        pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
-        pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
+        _index(pipe, job)
         pipe.execute()
+
+
+def _index(pipe: Pipeline, job: Job) -> None:
+    pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
+    pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
 
 
 def recent_jobs(connection: Redis, limit: int = 20, before: float | None = None) -> list[Job]:
