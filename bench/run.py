@@ -109,6 +109,12 @@ def commands(conn: Redis) -> int:
     return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
 
 
+def redis_cpu(conn: Redis) -> float:
+    """CPU seconds redis-server has used (user + system)."""
+    info = conn.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def fill(conn: Redis, func: str, kwargs: dict[str, Any], n: int) -> list[str]:
     """Enqueue ``n`` jobs on ``default`` in one pipeline (before the workers start)."""
     queue = Queue("default", connection=conn, serializer=JSONSerializer)
@@ -135,7 +141,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
     while len(Worker.all_keys(connection=conn)) < setup.workers and time.monotonic() < deadline:
         driver_cmds += 1
         time.sleep(0.005)
-    cpu0 = procs.cpu_seconds(proc.pid)
+    cpu0, redis_cpu0 = procs.cpu_seconds(proc.pid), redis_cpu(conn)
     finished_key, failed_key = "rq:finished:default", "rq:failed:default"
     while time.monotonic() < deadline:
         with conn.pipeline(transaction=False) as pipe:
@@ -146,7 +152,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
         if done + failed >= n:
             break
         time.sleep(0.05)
-    cpu1 = procs.cpu_seconds(proc.pid)
+    cpu1, redis_cpu1 = procs.cpu_seconds(proc.pid), redis_cpu(conn)
     after_cmds = commands(conn)
     rss = procs.peak_rss(proc.pid)
     proc.send_signal(signal.SIGTERM)
@@ -177,6 +183,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
         "jobs_per_s": round(len(ended) / span, 1) if started else 0.0,
         "redis_commands_per_job": round((after_cmds - before_cmds - driver_cmds) / n, 1),
         "worker_cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / n, 2),
+        "redis_cpu_ms_per_job": round((redis_cpu1 - redis_cpu0) * 1000 / n, 2),
         "worker_peak_rss_mb_total": round(sum(p["peak_rss_mb"] for p in rss), 1),
         "processes": rss,
     }
@@ -298,11 +305,12 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Benchmark ({r['when']})", "", f"Machine: {r['machine']}", f"Command: `{r['command']}`", ""]
     for title, key in (("No-op jobs", "noop"), ("I/O-bound jobs: count_words_at_url, page answers after 100 ms", "io")):
         lines += [f"## {title}", "", "| setup | jobs | jobs/s | × stock | Redis cmds/job | worker CPU ms/job | "
-                  "worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|"]
+                  "Redis CPU ms/job | worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|---|"]
         base = r[key][0]["jobs_per_s"] or 1
         for row in r[key]:
             lines.append(f"| {row['setup']} | {row['jobs']} | {row['jobs_per_s']} | {row['jobs_per_s'] / base:.1f} | "
                          f"{row['redis_commands_per_job']} | {row['worker_cpu_ms_per_job']} | "
+                         f"{row['redis_cpu_ms_per_job']} | "
                          f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
         lines.append("")
     h = r["http"]
