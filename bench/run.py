@@ -59,6 +59,7 @@ class Setup:
     label: str
     command: list[str]
     workers: int  # RQ workers it registers (how we know it is up)
+    kill: bool = False  # stop with SIGKILL to the process group (the gevent variant has no clean warm stop)
 
 
 def stock(queues: tuple[str, ...] = QUEUES) -> Setup:
@@ -72,6 +73,13 @@ def ours(processes: int, threads: int, label: str | None = None) -> Setup:
     return Setup(label or f"ours {processes}×{threads}", [PY, "worker.py", *QUEUES, "--no-scheduler",
                                                           "--processes", str(processes), "--threads", str(threads)],
                  processes)
+
+
+def gevent(processes: int, greenlets: int) -> Setup:
+    """``processes`` independent worker.py processes under gevent's monkey patching (bench only)."""
+    one = f"{PY} bench/gevent_worker.py {' '.join(QUEUES)} --no-scheduler --processes 0 --threads {greenlets}"
+    script = "trap 'trap - TERM; kill 0' TERM; " + " & ".join([one] * processes) + " & wait"
+    return Setup(f"gevent {processes}×{greenlets}", ["sh", "-c", script], processes, kill=True)
 
 
 class SlowPages:
@@ -155,6 +163,8 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
     cpu1, redis_cpu1 = procs.cpu_seconds(proc.pid), redis_cpu(conn)
     after_cmds = commands(conn)
     rss = procs.peak_rss(proc.pid)
+    if setup.kill:
+        os.killpg(proc.pid, signal.SIGKILL)
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(30)
@@ -363,6 +373,7 @@ def main() -> int:
             (ours(2, 32, "ours 2×32 (default)"), noop["func"], n(4000)),
             (ours(2, 1, "non-forking pool 2×1"), noop["func"], n(3000)),
             (ours(1, 32, "threads 1×32"), noop["func"], n(3000)),
+            (gevent(2, 32), noop["func"], n(3000)),
         )]
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
         result["io"] = [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
@@ -370,6 +381,7 @@ def main() -> int:
             (ours(2, 32, "ours 2×32 (default)"), n(1000)),
             (ours(2, 8, "threads 2×8"), n(400)),
             (ours(16, 1, "non-forking pool 16×1"), n(400)),
+            (gevent(2, 32), n(1000)),
         )]
         for key in ("noop", "io"):
             for row in result[key]:
