@@ -5,8 +5,9 @@ network, so this worker dequeues on its main thread and hands each job to one of
 RQ records stays RQ's own: each job gets an Execution, a StartedJobRegistry entry and heartbeats, results,
 retries and exception handlers run through RQ's ``perform_job``. What threads change, and how it is kept safe:
 
-- timeouts: SIGALRM only reaches the main thread, so job timeouts use RQ's ``TimerDeathPenalty`` (an
-  asynchronous exception in the job's thread);
+- timeouts: SIGALRM only reaches the main thread, so job timeouts are an asynchronous exception raised in
+  the job's thread by one shared watchdog thread (RQ's ``TimerDeathPenalty`` does the same with a new thread
+  per job, which cost more than a no-op job itself);
 - a job stuck in C code cannot be interrupted at all: after its timeout plus ``hang_grace`` the main thread
   fails it (``JobTimeout``) and recycles the process, letting the other jobs finish first;
 - stop-job (cancel) raises ``JobStopped`` in the job's thread, and the job ends ``stopped``;
@@ -18,6 +19,7 @@ retries and exception handlers run through RQ's ``perform_job``. What threads ch
 from __future__ import annotations
 
 import ctypes
+import heapq
 import logging
 import os
 import queue as stdlib_queue
@@ -32,7 +34,7 @@ from rq.exceptions import StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.queue import Queue
-from rq.timeouts import JobTimeoutException, TimerDeathPenalty
+from rq.timeouts import BaseDeathPenalty, JobTimeoutException
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
@@ -77,10 +79,82 @@ def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
     return done == 1
 
 
+@dataclass(order=True)
+class _Alarm:
+    deadline: float
+    thread_id: int = field(compare=False)
+    exc_type: type[BaseException] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
+
+
+class Watchdog:
+    """One daemon thread that raises timeout exceptions in job threads when their deadline passes.
+
+    RQ's TimerDeathPenalty starts a new threading.Timer (an OS thread) per job; the profile showed that start
+    costing more than the rest of a no-op job (bench/profile.py), so all jobs share this one thread.
+    """
+
+    def __init__(self) -> None:
+        self._alarms: list[_Alarm] = []
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._cancelled = 0
+
+    def arm(self, seconds: float, exc_type: type[BaseException]) -> _Alarm:
+        """Raise ``exc_type`` in the calling thread after ``seconds`` unless cancelled first."""
+        alarm = _Alarm(time.monotonic() + seconds, threading.get_ident(), exc_type)
+        with self._changed:
+            heapq.heappush(self._alarms, alarm)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="job-watchdog", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        return alarm
+
+    def cancel(self, alarm: _Alarm) -> None:
+        with self._changed:  # under the lock, so a cancelled alarm can never fire afterwards
+            alarm.cancelled = True
+            self._cancelled += 1
+            if self._cancelled > 1000 and self._cancelled * 2 > len(self._alarms):  # keep the heap small
+                self._alarms = [a for a in self._alarms if not a.cancelled]
+                heapq.heapify(self._alarms)
+                self._cancelled = 0
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                while self._alarms and self._alarms[0].cancelled:
+                    heapq.heappop(self._alarms)
+                    self._cancelled -= 1
+                if not self._alarms:
+                    self._changed.wait()
+                    continue
+                wait = self._alarms[0].deadline - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                alarm = heapq.heappop(self._alarms)
+                raise_in_thread(alarm.thread_id, alarm.exc_type)
+
+
+WATCHDOG = Watchdog()
+
+
+class WatchdogDeathPenalty(BaseDeathPenalty):
+    """RQ's job-timeout hook for threads, on the shared Watchdog (no thread started per job)."""
+
+    def setup_death_penalty(self) -> None:
+        self._alarm = WATCHDOG.arm(self._timeout, self._exception) if self._timeout > 0 else None
+
+    def cancel_death_penalty(self) -> None:
+        if self._alarm is not None:
+            WATCHDOG.cancel(self._alarm)
+
+
 class ThreadedWorker(SimpleWorker):
     """An RQ worker running up to ``threads`` jobs at once in this process, with RQ's bookkeeping intact."""
 
-    death_penalty_class = TimerDeathPenalty  # SIGALRM cannot reach job threads
+    death_penalty_class = WatchdogDeathPenalty  # SIGALRM cannot reach job threads
     log_result_lifespan = False  # one log line less per job; the TTL is in the settings
 
     def __init__(self, *args: Any, threads: int = 8, max_rss_mb: float = 0, hang_grace: float = 30.0, **kwargs: Any):

@@ -45,7 +45,7 @@ class Settings:
     job_timeout: int = 180
     worker_processes: int = 2
     worker_threads: int = 32
-    worker_max_jobs: int = 5000
+    worker_max_jobs: int = 50000
     worker_max_rss_mb: int = 400
     worker_hang_grace: float = 30.0
 
@@ -75,7 +75,7 @@ class Settings:
             job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
             worker_processes=_int(env, "WORKER_PROCESSES", 2, 0, 256),
             worker_threads=_int(env, "WORKER_THREADS", 32, 0, 1024),
-            worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 5000, 0, 10**9),
+            worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),
             worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", 400, 0, 1 << 20),
             worker_hang_grace=_float(env, "WORKER_HANG_GRACE", 30.0, 0.1, 3600.0),
         )
