@@ -254,13 +254,18 @@ def load(url: str, duration: float, body: str | None, logdir: Path) -> dict[str,
     return {"tool": "bench/load.py, 8 connections", **json.loads(out)}
 
 
-def http_ratio(port: int, duration: float, logdir: Path) -> dict[str, Any]:
+def http_ratio(port: int, duration: float, logdir: Path, web_pid: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     body = json.dumps({"type": "noop", "params": {}})
-    pings, posts = [], []
+    pings: list[dict[str, Any]] = []
+    posts: list[dict[str, Any]] = []
     for _ in range(3):  # alternate, then take medians: the machine's load drifts during a run
-        pings.append(load(f"{base}/readyz", duration, None, logdir))
-        posts.append(load(f"{base}/api/jobs", duration, body, logdir))
+        for runs, url, data in ((pings, f"{base}/readyz", None), (posts, f"{base}/api/jobs", body)):
+            cpu0 = procs.cpu_seconds(web_pid)
+            row = load(url, duration, data, logdir)
+            requests = row.get("requests") or row["rps"] * duration
+            row["gunicorn_cpu_ms_per_request"] = round((procs.cpu_seconds(web_pid) - cpu0) * 1000 / requests, 3)
+            runs.append(row)
     ping = sorted(pings, key=lambda r: r["rps"])[1]
     post = sorted(posts, key=lambda r: r["rps"])[1]
     return {"get_readyz": ping, "post_api_jobs": post, "ratio": round(post["rps"] / ping["rps"], 2),
@@ -325,9 +330,11 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append("")
     h = r["http"]
     lines += ["## HTTP (production gunicorn config: gthread, WEB_CONCURRENCY=2 × 8 threads)", "",
-              "| endpoint | req/s | tool |", "|---|---|---|",
-              f"| GET /readyz (one Redis PING) | {h['get_readyz']['rps']} | {h['get_readyz']['tool']} |",
-              f"| POST /api/jobs (noop) | {h['post_api_jobs']['rps']} | {h['post_api_jobs']['tool']} |",
+              "| endpoint | req/s | gunicorn CPU ms/request | tool |", "|---|---|---|---|",
+              f"| GET /readyz (one Redis PING) | {h['get_readyz']['rps']} | "
+              f"{h['get_readyz']['gunicorn_cpu_ms_per_request']} | {h['get_readyz']['tool']} |",
+              f"| POST /api/jobs (noop) | {h['post_api_jobs']['rps']} | "
+              f"{h['post_api_jobs']['gunicorn_cpu_ms_per_request']} | {h['post_api_jobs']['tool']} |",
               "", f"Ratio POST ÷ GET (medians of 3 alternating rounds): **{h['ratio']}**; rounds: {h['rounds']}", ""]
     lat = r["latency"]
     lines += ["## Submit → result latency through the API (idle stack)", "",
@@ -392,7 +399,7 @@ def main() -> int:
         conn.flushall()
         web = start_web(env, port, out)
         try:
-            result["http"] = http_ratio(port, 4.0 * max(scale, 0.5), out)
+            result["http"] = http_ratio(port, 4.0 * max(scale, 0.5), out, web.pid)
             conn.flushall()
             worker = subprocess.Popen(ours(2, 32).command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.STDOUT, start_new_session=True)
