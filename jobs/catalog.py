@@ -16,8 +16,6 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from jobs.wordcount import count_words_at_url
 
-DEFAULT_RETRY_INTERVALS = (5, 30, 120)
-
 
 class UnknownJobType(LookupError):
     """No job of that name is in the catalogue."""
@@ -38,7 +36,7 @@ class JobType:
     name: str
     func: Callable[..., Any]
     schema: type[BaseModel]
-    retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
+    retry_intervals: tuple[int, ...] | None = None  # None: RETRY_INTERVALS from the settings; () never retries
     timeout: int | None = None
     description: str = field(default="")
 

@@ -70,7 +70,7 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
 
 def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
-    intervals = list(job_type.retry_intervals)
+    intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     job = queue.enqueue_call(
         func=job_type.func_path,
         kwargs=params,

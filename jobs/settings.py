@@ -43,6 +43,7 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
+    retry_intervals: tuple[int, ...] = (5, 30, 120)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             failure_ttl=_int(env, "FAILURE_TTL", 7 * 24 * 3600, 1, 10**9),
             queued_ttl=_int(env, "QUEUED_TTL", 24 * 3600, 1, 10**9),
             job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
+            retry_intervals=_intervals(env, "RETRY_INTERVALS", (5, 30, 120)),
         )
 
 
@@ -111,6 +113,19 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, got {value}")
     return value
+
+
+def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated whole seconds such as 5,30,120, got {raw!r}") from None
+    if not 0 < len(values) <= 20 or any(not 0 <= v <= 24 * 3600 for v in values):
+        raise ConfigError(name, f"must list 1 to 20 delays of 0 to 86400 seconds, got {raw!r}")
+    return values
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
