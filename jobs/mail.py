@@ -247,7 +247,7 @@ def classify(exc: BaseException, server: SmtpServer, during: str) -> JobError:
         return MailConnectionError(f"{where} gave an unexpected reply while {during}: {reply}.")
     if isinstance(exc, ssl.SSLCertVerificationError):
         return MailConfigError(f"{where}: its TLS certificate is not trusted ({exc.verify_message}).")
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):  # smtplib wraps read timeouts
         return MailConnectionError(f"{where} did not answer within the SMTP_TIMEOUT while {during}.")
     return MailConnectionError(f"{where} failed while {during}: {exc or type(exc).__name__}.")
 
