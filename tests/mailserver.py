@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import defaultdict, deque
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from email.message import EmailMessage
 from email.policy import default as default_policy
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from jobs.embedded_redis import free_port
 
@@ -22,6 +23,8 @@ class Received:
     sender: str
     recipients: tuple[str, ...]
     raw: bytes
+    tls: bool = False  # the session was encrypted (smtps or STARTTLS)
+    login: str | None = None  # the user that authenticated, if any
 
     @property
     def message(self) -> EmailMessage:
@@ -44,25 +47,55 @@ class _Handler:
     async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         with self.server.lock:
             self.server.received.append(
-                Received(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content or b"")
+                Received(
+                    envelope.mail_from,
+                    tuple(envelope.rcpt_tos),
+                    envelope.original_content or b"",
+                    # session.ssl is set by STARTTLS only; under smtps the transport itself is TLS
+                    tls=session.ssl is not None or smtp.transport.get_extra_info("ssl_object") is not None,
+                    login=session.login_data.decode() if session.login_data else None,
+                )
             )
         return "250 Message accepted"
 
 
 class MailServer:
-    """Start with ``with MailServer() as server``; script refusals with ``server.reply(address, "451 …")``."""
+    """Start with ``with MailServer() as server``; script refusals with ``server.reply(address, "451 …")``.
 
-    def __init__(self) -> None:
+    ``tls`` is ``"smtps"`` (TLS from the first byte) or ``"starttls"`` (offered, and required before login), with
+    ``context`` the server's certificate; ``users`` maps login → password and offers login.
+    """
+
+    def __init__(
+        self, tls: str | None = None, context: ssl.SSLContext | None = None, users: dict[str, str] | None = None
+    ) -> None:
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.rcpt_attempts: dict[str, int] = defaultdict(int)
         self.rcpt_replies: dict[str, deque[str]] = {}
         self.port = free_port()
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self.tls = tls
+        self.users = users or {}
+        options: dict = {}
+        if tls == "smtps":
+            options.update(ssl_context=context, auth_require_tls=False)  # aiosmtpd counts only STARTTLS as TLS
+        elif tls == "starttls":
+            options.update(tls_context=context, require_starttls=True)
+        if users:  # aiosmtpd warns on required AUTH without STARTTLS, so under smtps login is offered, not forced
+            options.update(authenticator=self._authenticate, auth_required=tls != "smtps")
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port, **options)
+
+    def _authenticate(self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: object):
+        ok = isinstance(data, LoginPassword) and self.users.get(data.login.decode()) == data.password.decode()
+        return AuthResult(success=ok, handled=False, auth_data=data)  # handled=False: aiosmtpd answers 535 itself
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        scheme = "smtps" if self.tls == "smtps" else "smtp"
+        return f"{scheme}://127.0.0.1:{self.port}" + ("?starttls=1" if self.tls == "starttls" else "")
+
+    def url_with_login(self, user: str, password: str) -> str:
+        return self.url.replace("://", f"://{user}:{password}@", 1)
 
     def reply(self, address: str, *replies: str) -> None:
         """Answer the next RCPT TO for ``address`` with these replies in turn, then accept it."""
