@@ -178,7 +178,7 @@ def deliver(
         accepted = [r for r in pending if r not in refused]
         ledger.record(accepted)  # before anything else can fail: these must never be sent again
     if refused:
-        raise refusal(refused)
+        raise refusal(refused, delivered=[r for r in recipients if r in done or r in accepted])
     result["delivered"] = accepted
     return result
 
@@ -223,12 +223,13 @@ def _send(
         raise classify(exc, server, f"sending to {_names(pending)}") from None
 
 
-def refusal(refused: dict[str, tuple[int, bytes]]) -> JobError:
+def refusal(refused: dict[str, tuple[int, bytes]], delivered: list[str]) -> JobError:
     """One error naming each refused recipient and the server's reply: transient if any reply was 4xx."""
     details = "; ".join(f"{rcpt}: {_reply(code, text)}" for rcpt, (code, text) in refused.items())
+    sent = f" It was delivered to {_names(delivered)}." if delivered else ""
     if any(400 <= code < 500 for code, _ in refused.values()):
-        return MailDeferred(f"The SMTP server deferred {_names(refused)} ({details}).")
-    return MailRejected(f"The SMTP server refused {_names(refused)} ({details}).")
+        return MailDeferred(f"The SMTP server deferred {_names(refused)} ({details}).{sent}")
+    return MailRejected(f"The SMTP server refused {_names(refused)} ({details}).{sent}")
 
 
 def classify(exc: BaseException, server: SmtpServer, during: str) -> JobError:
