@@ -26,7 +26,7 @@ class SaveToFiles:
         self.directory = directory
         self.count = 0
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.count += 1
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
         path = self.directory / f"{stamp}-{self.count}.eml"

@@ -35,7 +35,7 @@ class _Handler:
     def __init__(self, server: MailServer):
         self.server = server
 
-    async def handle_RCPT(self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:  # noqa: N802
+    async def handle_RCPT(self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list) -> str:
         with self.server.lock:
             self.server.rcpt_attempts[address] += 1
             scripted = self.server.rcpt_replies.get(address)
@@ -44,7 +44,7 @@ class _Handler:
             envelope.rcpt_tos.append(address)
         return reply
 
-    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, smtp: SMTP, session: Session, envelope: Envelope) -> str:
         with self.server.lock:
             self.server.received.append(
                 Received(
