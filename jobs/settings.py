@@ -109,6 +109,8 @@ def _smtp_server(env: Mapping[str, str]) -> SmtpServer | None:
         port = parsed.port or (465 if parsed.scheme == "smtps" else 25)
     except ValueError as exc:
         raise ConfigError("SMTP_URL", str(exc)) from None
+    if parsed.path not in ("", "/"):
+        raise ConfigError("SMTP_URL", f"takes no path, got {parsed.path!r}; use smtp://user:password@host:port")
     query = dict(parse_qsl(parsed.query, keep_blank_values=True))
     unknown = sorted(set(query) - {"starttls"})
     if unknown:

@@ -131,6 +131,7 @@ def test_smtp_url_parsed(url, expected):
         ("SMTP_URL", "smtp://"),
         ("SMTP_URL", "smtp://mail.example.com:port"),
         ("SMTP_URL", "smtp://mail.example.com?tls=1"),
+        ("SMTP_URL", "smtp://mail.example.com:25/inbox"),
         ("SMTP_URL", "smtp://mail.example.com?starttls=maybe"),
         ("SMTP_URL", "smtps://mail.example.com?starttls=1"),
         ("SMTP_URL", "smtp://user@mail.example.com?starttls=1"),
