@@ -64,7 +64,7 @@ def _fits(value: str) -> str:
     return value
 
 
-Address = Annotated[str, Field(max_length=320, json_schema_extra={"format": "email"}), AfterValidator(_address)]
+Address = Annotated[str, Field(max_length=254, json_schema_extra={"format": "email"}), AfterValidator(_address)]
 Recipients = Annotated[
     list[Address],
     BeforeValidator(_split),
