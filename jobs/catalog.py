@@ -8,12 +8,14 @@ adding it to ``CATALOG`` below.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jobs.mail import send_email
 from jobs.wordcount import count_words_at_url
 
 
@@ -45,6 +47,14 @@ class JobType:
         """The dotted path RQ stores in the queue entry; the worker runs only these."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
 
+    def describe(self, params: Mapping[str, Any], width: int = 60) -> str:
+        """A short readable label for the dashboard: ``name(key=value, …)`` with long values cut."""
+        parts = []
+        for key, value in params.items():
+            text = json.dumps(value, ensure_ascii=False)
+            parts.append(f"{key}={text if len(text) <= width else text[: width - 1] + '…'}")
+        return f"{self.name}({', '.join(parts)})"
+
     def validate(self, params: Any) -> dict[str, Any]:
         """Return params coerced to the schema, as JSON primitives, or raise InvalidParams."""
         if not isinstance(params, Mapping):
@@ -75,7 +85,7 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"]) or "params"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own validators
         if error["type"] == "extra_forbidden":
             message = "unknown parameter"
         errors.setdefault(f"params.{path}" if error["loc"] else "params", message)
@@ -86,6 +96,7 @@ CATALOG: dict[str, JobType] = {
     t.name: t
     for t in (
         job_type(count_words_at_url),
+        job_type(send_email, retry_intervals=(30, 120, 600, 1800, 3600)),  # SMTP greylisting wants minutes
     )
 }
 BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in CATALOG.values()}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -80,7 +79,7 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         ttl=settings.queued_ttl,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         meta={"type": job_type.name},
-        description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+        description=job_type.describe(params),
     )
     remember(queue.connection, job)
     return job
