@@ -56,11 +56,11 @@ def test_valid_post_redirects_303_to_job_page(csrf_client, redis):
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"url": ""}, "Field required"),
+        ({"url": ""}, "Please fill in this field."),
         ({"url": "ftp://example.com/"}, "http"),
         ({"url": "not a url"}, "http"),
         ({"url": "https://example.com/", "top": "0"}, "greater than or equal to 1"),
-        ({"url": "https://example.com/", "top": "lots"}, "valid integer"),
+        ({"url": "https://example.com/", "top": "lots"}, "Enter a whole number."),
     ],
 )
 def test_invalid_input_rerenders_form_with_message(csrf_client, redis, form, message):
