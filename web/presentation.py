@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from jobs import catalog
 from web import forms, humanize
 from web.charts import BarChart, bar_chart
 
@@ -88,7 +89,7 @@ class JobDisplay:
     type: str
     title: str
     url: str | None
-    params: list[tuple[str, str]]
+    params: list[tuple[str, str, str]]  # (name, label, value as text)
     priority: str
     created_at: datetime | None
     summary: str
@@ -112,6 +113,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
     created, started, ended = (_time(view.get(key)) for key in ("enqueued_at", "started_at", "ended_at"))
     created = created or _time(view.get("created_at"))
     words = _words_result(job_type, view.get("result"))
+    labels = param_labels(job_type)
     return JobDisplay(
         id=view["id"],
         status=status,
@@ -119,7 +121,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         type=job_type,
         title=title(job_type, params),
         url=_web_url(params.get("url")),
-        params=[(forms.label(key, None), _text(value)) for key, value in params.items()],
+        params=[(key, labels.get(key) or forms.label(key), _text(value)) for key, value in params.items()],
         priority=forms.PRIORITIES.get(origin, origin),
         created_at=_time(view.get("created_at")),
         summary=summary(status, created, started, ended, now),
@@ -144,6 +146,12 @@ def form_heading(job_type: str) -> str:
 def submit_text(job_type: str) -> str:
     """The submit button's text."""
     return "Count words" if job_type == WORDS_JOB else "Start job"
+
+
+def param_labels(job_type: str) -> dict[str, str]:
+    """Parameter name → the label its form field has, for a catalogued job type."""
+    known = catalog.CATALOG.get(job_type)
+    return {f.name: f.label for f in forms.fields_for(known)} if known else {}
 
 
 def title(job_type: str, params: dict[str, Any]) -> str:
@@ -180,7 +188,8 @@ def steps(status: str, created: datetime | None, started: datetime | None, ended
     run_note = (f"running for {ran}" if running else f"took {ran}") if ran else ""
     run_state = "current" if running else ("done" if started else "pending")
     if status in TERMINAL:
-        end_step = Step(STATUS_LABELS[status], ended, "", "done")
+        total = _span(created, ended) if started else None
+        end_step = Step(STATUS_LABELS[status], ended, f"{total} in all" if total else "", "done")
     else:
         end_step = Step("Finished", None, "", "pending")
     return [
