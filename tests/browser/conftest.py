@@ -51,13 +51,9 @@ def chromium_path() -> str:
     """The browser to drive, or skip (fail under CI=true) when none is installed."""
     path = chromium.find()
     if path is None:
-        message = (
-            "NO CHROMIUM FOUND: browser tests NOT RUN. `make test` installs one (apt-get install chromium as root "
-            "on Debian, else python -m playwright install chromium); see docs/web-ui.md."
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        if chromium.missing_is_fatal():
+            pytest.fail(chromium.MISSING, pytrace=False)
+        pytest.skip(chromium.MISSING)
     return path
 
 
