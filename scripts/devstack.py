@@ -47,6 +47,8 @@ def main() -> int:
     VAR_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
     env.setdefault("APP_ENV", "development")
+    # The Procfile names bare commands (gunicorn, python): find them in this venv even when it is not activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
     redis = None
