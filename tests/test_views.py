@@ -187,6 +187,15 @@ def test_home_page_still_works_when_recent_jobs_cannot_be_read(client, monkeypat
     assert "Recent jobs cannot be shown right now" in response.get_data(as_text=True)
 
 
+def test_queued_job_page_says_where_it_stands(csrf_client):
+    first = submit(csrf_client, "https://one.example/")
+    second = submit(csrf_client, "https://two.example/")
+    assert "Waiting in the queue" in csrf_client.get(f"/jobs/{first}").get_data(as_text=True)
+    page = csrf_client.get(f"/jobs/{second}").get_data(as_text=True)
+    assert "1 job is ahead of it." in page
+    assert "No worker is serving the Normal queue right now" in page  # no worker in this test
+
+
 def test_panel_is_the_changing_fragment_of_the_job_page(csrf_client):
     job_id = submit(csrf_client)
     panel = csrf_client.get(f"/jobs/{job_id}/panel")

@@ -25,8 +25,9 @@ def view(status: str, **fields) -> dict:
     return {**base, **fields}
 
 
-def present(data: dict, seconds_later: float = 0, origin: str = "default", meta: dict | None = None):
-    return presentation.present(data, origin, meta or {}, T0 + timedelta(seconds=seconds_later))
+def present(data: dict, seconds_later: float = 0, origin: str = "default", meta: dict | None = None,
+            queue: presentation.QueueState | None = None):
+    return presentation.present(data, origin, meta or {}, T0 + timedelta(seconds=seconds_later), queue)
 
 
 @pytest.mark.parametrize(
@@ -162,3 +163,20 @@ def test_only_http_urls_become_links(url):
 def test_priority_reads_as_a_word():
     assert present(view("queued"), origin="high").priority == "High"
     assert present(view("queued"), origin="default").priority == "Normal"
+
+
+@pytest.mark.parametrize(
+    ("ahead", "text"), [(None, "3.0 s."), (0, "3.0 s."), (1, "3.0 s. 1 job is ahead of it."),
+                        (4, "3.0 s. 4 jobs are ahead of it.")],
+)
+def test_a_queued_job_says_how_many_are_ahead(ahead, text):
+    job = present(view("queued"), seconds_later=3, queue=presentation.QueueState(ahead, workers=1))
+    assert job.summary.endswith(text)
+    assert job.notice is None
+
+
+def test_a_queued_job_with_no_worker_says_so():
+    job = present(view("queued"), origin="low", queue=presentation.QueueState(0, workers=0))
+    assert job.notice == "No worker is serving the Low queue right now; the job starts as soon as one does."
+    running = present(view("started", started_at=iso(1)), queue=presentation.QueueState(None, workers=0))
+    assert running.notice is None

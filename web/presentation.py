@@ -80,6 +80,14 @@ class ErrorView:
 
 
 @dataclass(frozen=True)
+class QueueState:
+    """Where a queued job stands: jobs ahead of it, and workers listening on its queue."""
+
+    ahead: int | None
+    workers: int
+
+
+@dataclass(frozen=True)
 class JobDisplay:
     """Everything the job page shows."""
 
@@ -105,7 +113,8 @@ class JobDisplay:
     can_retry: bool
 
 
-def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: datetime) -> JobDisplay:
+def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: datetime,
+            queue: QueueState | None = None) -> JobDisplay:
     """The job page's content for a job's API view, its queue and its meta, at ``now``."""
     status = view["status"]
     params = view.get("params") or {}
@@ -124,11 +133,11 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         params=[(key, labels.get(key) or forms.label(key), _text(value)) for key, value in params.items()],
         priority=forms.PRIORITIES.get(origin, origin),
         created_at=_time(view.get("created_at")),
-        summary=summary(status, created, started, ended, now),
+        summary=summary(status, created, started, ended, now) + _ahead(status, queue),
         steps=steps(status, created, started, ended, now),
         progress=progress(view.get("progress")) if status == "started" else None,
         error=error(view.get("error")),
-        notice=notice(status, meta),
+        notice=notice(status, meta) or _no_worker(status, queue, origin),
         words=words,
         chart=bar_chart((row["word"], row["count"]) for row in words["top_words"]) if words else None,
         result_items=None if words or status != "finished" else result_items(view.get("result")),
@@ -231,6 +240,20 @@ def notice(status: str, meta: dict[str, Any]) -> str | None:
         return None
     attempt = meta.get("failures", 1)
     return f"Attempt {attempt} failed ({recorded.get('message', 'no message')}); it will be tried again."
+
+
+def _ahead(status: str, queue: QueueState | None) -> str:
+    if status != "queued" or queue is None or not queue.ahead:
+        return ""
+    return " 1 job is ahead of it." if queue.ahead == 1 else f" {queue.ahead} jobs are ahead of it."
+
+
+def _no_worker(status: str, queue: QueueState | None, origin: str) -> str | None:
+    """Say so when nothing will pick the job up: better than a job that seems stuck."""
+    if status != "queued" or queue is None or queue.workers:
+        return None
+    name = forms.PRIORITIES.get(origin, origin)
+    return f"No worker is serving the {name} queue right now; the job starts as soon as one does."
 
 
 def result_items(result: Any) -> list[tuple[str, str, bool]]:

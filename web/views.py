@@ -9,6 +9,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import RedisError
+from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
@@ -174,4 +175,14 @@ def _job_or_404(job_id: str) -> Job:
 
 
 def _display(job: Job) -> presentation.JobDisplay:
-    return presentation.present(job_view(job), job.origin, dict(job.meta), datetime.now(UTC))
+    view = job_view(job)
+    queue_state = _queue_state(job) if view["status"] == "queued" else None
+    return presentation.present(view, job.origin, dict(job.meta), datetime.now(UTC), queue_state)
+
+
+def _queue_state(job: Job) -> presentation.QueueState | None:
+    """Jobs ahead and workers listening, for a queued job (two cheap reads: LPOS and SCARD)."""
+    queue = state.queues().get(job.origin)
+    if queue is None:
+        return None
+    return presentation.QueueState(queue.get_job_position(job.id), Worker.count(connection=state.redis(), queue=queue))
