@@ -180,3 +180,12 @@ def test_a_queued_job_with_no_worker_says_so():
     assert job.notice == "No worker is serving the Low queue right now; the job starts as soon as one does."
     running = present(view("started", started_at=iso(1)), queue=presentation.QueueState(None, workers=0))
     assert running.notice is None
+
+
+def test_very_long_urls_are_cut_in_the_middle_for_display_only():
+    url = "https://example.com/" + "a" * 300 + "/end"
+    job = present(view("queued", params={"url": url}))
+    assert job.url == url
+    assert len(job.url_text) == presentation.URL_CHARS
+    assert job.url_text.startswith("https://example.com/aaa") and job.url_text.endswith("a/end") and "…" in job.url_text
+    assert present(view("queued")).url_text == "https://example.com/"

@@ -20,6 +20,7 @@ WAITING = frozenset({"queued", "scheduled", "deferred"})
 CANCELABLE = WAITING | {"started"}
 RETRYABLE = frozenset({"failed", "stopped", "canceled"})
 TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
+URL_CHARS = 120
 
 STATUS_LABELS = {
     "queued": "Queued",
@@ -97,6 +98,7 @@ class JobDisplay:
     type: str
     title: str
     url: str | None
+    url_text: str  # the URL as shown: very long ones are cut in the middle (the link keeps all of it)
     params: list[tuple[str, str, str]]  # (name, label, value as text)
     priority: str
     created_at: datetime | None
@@ -130,6 +132,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         type=job_type,
         title=title(job_type, params),
         url=_web_url(params.get("url")),
+        url_text=_cut_middle(_web_url(params.get("url")) or ""),
         params=[(key, labels.get(key) or forms.label(key), _text(value)) for key, value in params.items()],
         priority=forms.PRIORITIES.get(origin, origin),
         created_at=_time(view.get("created_at")),
@@ -277,6 +280,13 @@ def _words_result(job_type: str, result: Any) -> dict[str, Any] | None:
         "size_text": humanize.size(size) if isinstance(size, int) else "",
         "redirected": bool(result.get("final_url")) and result.get("final_url") != result.get("url"),
     }
+
+
+def _cut_middle(text: str, limit: int = URL_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) // 2
+    return f"{text[:limit - 1 - tail]}…{text[-tail:]}"
 
 
 def _is_scalar(value: Any) -> bool:

@@ -58,7 +58,8 @@ def csrf_failed(exc: CSRFError):
         back = url_for("views.job_page", job_id=request.view_args["job_id"])
         return render_template("error.html", status=400, message=message, back=back), 400
     job_type = _chosen_type(request.form.get("type"))
-    values = {**forms.form_values(forms.fields_for(job_type), request.form), "priority": "default"}
+    values = {**forms.form_values(forms.fields_for(job_type), request.form),
+              "priority": request.form.get("priority", "default")}
     return _form_page(job_type, values, {"form": message}), 400
 
 

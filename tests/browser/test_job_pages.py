@@ -236,7 +236,8 @@ def test_markup_in_a_url_is_shown_as_text(page, stack):
 
 def test_layout_holds_at_phone_width(open_browser, stack):
     page = open_browser(viewport=PHONE, is_mobile=True).new_page()
-    job_id = submit_form(page, stack, stack.pages.add("/article-phone", ARTICLE), top=8)
+    long_path = "/article-phone/" + "a-very-long-path-segment-" * 12  # a URL far wider than the screen
+    job_id = submit_form(page, stack, stack.pages.add(long_path, ARTICLE), top=8)
     expect(page.locator("#status")).to_have_text("Finished")
     expect(page.locator("svg.bars rect.bar")).to_have_count(8)
     assert no_horizontal_scroll(page)
