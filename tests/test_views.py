@@ -285,3 +285,13 @@ def test_everything_a_job_carries_is_escaped(app):
             html = render_template("_job_panel.html", job=presentation.present(data, "default", {}, datetime.now(UTC)))
             assert "<script>" not in html, data["type"]
             assert "&lt;script&gt;" in html
+
+
+def test_recent_fragment_says_whether_any_job_is_still_active(csrf_client):
+    assert 'data-active="false"' in csrf_client.get("/recent").get_data(as_text=True)
+    job_id = submit(csrf_client)
+    fragment = csrf_client.get("/recent").get_data(as_text=True)
+    assert fragment.lstrip().startswith('<div id="recent"') and "<html" not in fragment
+    assert 'data-active="true"' in fragment and f'data-job="{job_id}"' in fragment
+    post_form(csrf_client, {}, f"/jobs/{job_id}/cancel")
+    assert 'data-active="false"' in csrf_client.get("/recent").get_data(as_text=True)

@@ -50,6 +50,12 @@ def submit():
     return redirect(url_for("views.job_page", job_id=job.id), code=303)
 
 
+@bp.get("/recent")
+def recent():
+    """The recent-jobs list alone, for recent.js to refresh the badges."""
+    return render_template("_recent.html", recent=_recent())
+
+
 @bp.errorhandler(CSRFError)
 def csrf_failed(exc: CSRFError):
     """CSRFProtect refused the post before the view ran: say so, and keep what was typed."""
@@ -161,6 +167,7 @@ def _recent_row(job: Job, now: datetime) -> dict[str, Any]:
         "id": job.id,
         "status": status,
         "status_label": presentation.STATUS_LABELS.get(status, status.title()),
+        "active": status not in presentation.TERMINAL,
         "type": forms.label(job_type),
         "what": what,
         "created_at": job.created_at,
