@@ -189,3 +189,11 @@ def test_very_long_urls_are_cut_in_the_middle_for_display_only():
     assert len(job.url_text) == presentation.URL_CHARS
     assert job.url_text.startswith("https://example.com/aaa") and job.url_text.endswith("a/end") and "…" in job.url_text
     assert present(view("queued")).url_text == "https://example.com/"
+
+
+@pytest.mark.parametrize("params", [None, ["not", "a", "dict"], "text"])
+def test_a_job_whose_params_cannot_be_read_still_renders_and_cannot_be_retried(params):
+    job = present(view("failed", params=params, error={"type": "ForbiddenJob", "message": "not run"}))
+    assert job.params == [] and job.url is None
+    assert job.error.headline == "This job is not one we run."
+    assert job.can_retry is False

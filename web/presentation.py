@@ -119,7 +119,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
             queue: QueueState | None = None) -> JobDisplay:
     """The job page's content for a job's API view, its queue and its meta, at ``now``."""
     status = view["status"]
-    params = view.get("params") or {}
+    params = view.get("params") if isinstance(view.get("params"), dict) else {}
     job_type = view.get("type") or "unknown"
     created, started, ended = (_time(view.get(key)) for key in ("enqueued_at", "started_at", "ended_at"))
     created = created or _time(view.get("created_at"))
@@ -146,7 +146,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         result_items=None if words or status != "finished" else result_items(view.get("result")),
         terminal=status in TERMINAL,
         can_cancel=status in CANCELABLE,
-        can_retry=status in RETRYABLE and view.get("params") is not None,
+        can_retry=status in RETRYABLE and isinstance(view.get("params"), dict),
     )
 
 
