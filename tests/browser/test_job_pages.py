@@ -238,6 +238,19 @@ def test_markup_in_a_url_is_shown_as_text(page, stack):
     assert dialogs == []
 
 
+def test_job_page_says_when_it_loses_the_server_and_recovers(page, stack):
+    url, gate = stack.pages.add_gated("/article-offline", ARTICLE)
+    submit_form(page, stack, url)
+    assert gate.requested.wait(GATE_WAIT), stack.logs()
+    page.route("**/panel", lambda route: route.fulfill(status=503, body="down"))
+    note = page.locator("#poll-note")
+    expect(note).to_have_text("Lost contact with the server; retrying…")
+    gate.release()
+    page.unroute("**/panel")
+    expect(page.locator("#status")).to_have_text("Finished")
+    expect(note).to_be_hidden()
+
+
 def test_layout_holds_at_phone_width(open_browser, stack):
     page = open_browser(viewport=PHONE, is_mobile=True).new_page()
     long_path = "/article-phone/" + "a-very-long-path-segment-" * 12  # a URL far wider than the screen
