@@ -10,7 +10,9 @@ retries and exception handlers run through RQ's ``perform_job``. What threads ch
   per job, which cost more than a no-op job itself);
 - a job stuck in C code cannot be interrupted at all: after its timeout plus ``hang_grace`` the main thread
   fails it (``JobTimeout``) and recycles the process, letting the other jobs finish first;
-- stop-job (cancel) raises ``JobStopped`` in the job's thread, and the job ends ``stopped``;
+- stop-job (cancel) raises ``JobStopped`` in the job's thread, and the job ends ``stopped``; a job blocked in
+  C code that has not stopped after ``_STOP_GRACE`` is marked stopped from the main thread and the process is
+  recycled;
 - the main thread keeps every running job's heartbeat fresh, so abandoned-job detection works as with RQ's
   forking worker;
 - the process asks to be recycled (exit code ``RECYCLE``) after ``max_rss_mb`` of resident memory.
@@ -42,6 +44,7 @@ log = logging.getLogger("worker")
 
 RECYCLE = 3  # exit code: "replace me" (memory limit or a hung job), as opposed to 0 "done" in burst mode
 _HEARTBEAT_EVERY = 1.0  # seconds between the worker's own heartbeats; its TTL is minutes, so this is plenty
+_STOP_GRACE = 2.0  # seconds a stopped job may take to notice; after that it is blocked in C: stop it from outside
 _WAIT_STEP = 0.5  # how often the main thread wakes to heartbeat and look for hung jobs while it waits
 
 
@@ -59,6 +62,7 @@ class Running:
     execution: Execution
     started: float = field(default_factory=time.monotonic)
     thread_id: int | None = None
+    stop_requested: float | None = None  # monotonic time of a stop-job command
     abandoned: bool = False  # failed by the main thread as hung; whatever the thread does later is ignored
 
 
@@ -207,6 +211,7 @@ class ThreadedWorker(SimpleWorker):
                 log.warning("Worker %s: not running job %s, stop ignored", self.name, job_id)
                 return False
             self._stopped_ids.add(job_id)
+            entry.stop_requested = time.monotonic()
             return raise_in_thread(entry.thread_id, JobStopped)
 
     # --- running jobs ----------------------------------------------------------------------------------
@@ -294,23 +299,44 @@ class ThreadedWorker(SimpleWorker):
                 self.maintain_heartbeats(entry.job, entry.execution)
         for entry in entries:
             limit = (entry.job.timeout or Queue.DEFAULT_TIMEOUT) + self.hang_grace
-            if entry.job.timeout != -1 and moment - entry.started > limit:
+            if entry.stop_requested is not None and moment - entry.stop_requested > _STOP_GRACE:
+                self._stop_blocked(entry)
+            elif entry.job.timeout != -1 and moment - entry.started > limit:
                 self._fail_hung(entry)
+
+    def _stop_blocked(self, entry: Running) -> None:
+        """A stopped job blocked in C (a read without data): mark it stopped from here and recycle the process."""
+        job = entry.job
+        self._abandon(entry)
+        log.warning("Worker %s: job %s did not stop within %.0f s; stopping it from outside", self.name, job.id,
+                    _STOP_GRACE)
+        job.ended_at = now()
+        self._local.job_id = job.id  # handle_job_failure asks _stopped_job_id about the current thread's job
+        try:
+            self._stopped_ids.add(job.id)
+            self.handle_job_failure(job, entry.queue, exc_string="Stopped by request.", execution=entry.execution)
+        finally:
+            self._local.job_id = None
+        self._recycle(f"stopped job {job.id} was blocked")
+
+    def _abandon(self, entry: Running) -> None:
+        """From now on the main thread owns the job's outcome; its thread's late result is dropped."""
+        entry.abandoned = True
+        self._abandoned_ids.add(entry.job.id)
+        with self._changed:
+            self._running.pop(entry.job.id, None)
+            self._changed.notify_all()
 
     def _fail_hung(self, entry: Running) -> None:
         """The job ignored its timeout (stuck in C code): fail it from here and recycle the process."""
-        entry.abandoned = True
         job = entry.job
-        self._abandoned_ids.add(job.id)
+        self._abandon(entry)
         seconds = job.timeout or Queue.DEFAULT_TIMEOUT
         log.error("Worker %s: job %s still running %.0f s past its timeout", self.name, job.id, self.hang_grace)
         error = JobTimeoutException(f"Task exceeded maximum timeout value ({seconds} seconds) and did not stop")
         job.ended_at = now()
         self.handle_exception(job, JobTimeoutException, error, None)
         self.handle_job_failure(job, entry.queue, exc_string=str(error), execution=entry.execution)
-        with self._changed:
-            self._running.pop(job.id, None)
-            self._changed.notify_all()
         self._recycle(f"job {job.id} hung")
 
     def _recycle(self, reason: str) -> None:

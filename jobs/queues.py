@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -71,7 +70,7 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
 
 def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
-    intervals = list(job_type.retry_intervals)
+    intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     # One round trip: RQ's job save, queue push and queue registration, plus our recent index, in one MULTI.
     with queue.connection.pipeline() as pipe:
         job = _enqueue_call(queue, job_type, params, settings, intervals, pipe)
@@ -92,7 +91,7 @@ def _enqueue_call(queue: Queue, job_type: catalog.JobType, params: dict[str, Any
         ttl=settings.queued_ttl,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         meta={"type": job_type.name},
-        description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+        description=job_type.describe(params),
     )
 
 

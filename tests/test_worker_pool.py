@@ -107,6 +107,17 @@ def test_stop_job_stops_only_that_job(redis, start_worker):
     assert status_of(wait_status(redis, other, TERMINAL)) == "finished", worker.log()
 
 
+def test_stop_reaches_a_job_blocked_in_c(redis, start_worker):
+    worker = start_worker("--processes", "1", "--threads", "2", extra_env=DIAG)
+    blocked = submit(redis, "sleep", seconds=60)  # in C: the stop exception cannot reach it
+    running = wait_status(redis, blocked, {"started"})
+    send_stop_job_command(redis, blocked.id, serializer=SERIALIZER)
+    assert status_of(wait_status(redis, blocked, TERMINAL)) == "stopped", worker.log()
+    after = wait_status(redis, submit(redis, "noop"), TERMINAL)
+    assert status_of(after) == "finished", worker.log()
+    assert ran_on(after) != running.worker_name  # the process holding the blocked thread was replaced
+
+
 def test_memory_limit_recycles_the_process(redis, start_worker):
     worker = start_worker("--processes", "1", "--threads", "1", extra_env={**DIAG, "WORKER_MAX_RSS_MB": "150"})
     leak = wait_status(redis, submit(redis, "hold_memory", mb=200), TERMINAL)
