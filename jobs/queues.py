@@ -15,7 +15,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs import catalog
+from jobs import catalog, events
 from jobs.errors import ForbiddenJob
 from jobs.settings import Settings
 
@@ -79,10 +79,11 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         failure_ttl=settings.failure_ttl,
         ttl=settings.queued_ttl,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={"type": job_type.name},
+        meta={"type": job_type.name, **events.request_meta()},
         description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
     )
     remember(queue.connection, job)
+    events.enqueued(job)
     return job
 
 

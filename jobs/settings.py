@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 ENVIRONMENTS = ("production", "development", "testing")
+LOG_FORMATS = ("text", "json")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,6 +44,10 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
+    readyz_require_worker: bool = False
+    metrics_token: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +73,10 @@ class Settings:
             failure_ttl=_int(env, "FAILURE_TTL", 7 * 24 * 3600, 1, 10**9),
             queued_ttl=_int(env, "QUEUED_TTL", 24 * 3600, 1, 10**9),
             job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
+            readyz_require_worker=_bool(env, "READYZ_REQUIRE_WORKER", False),
+            metrics_token=_token(env, "METRICS_TOKEN"),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
         )
 
 
@@ -140,3 +149,10 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         except ValueError:
             raise ConfigError(name, f"{part!r} is not a CIDR network such as 127.0.0.0/8") from None
     return tuple(networks)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
+        raise ConfigError(name, "must be at least 16 printable characters without spaces")
+    return raw

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from jobs import logs
 from jobs.queues import connect, make_queues
 from jobs.settings import ConfigError, Settings
 
@@ -29,6 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # tokens live as long as the session
     )
     app.config.update(overrides)
+    if not app.testing:  # tests read logs through pytest; a server process logs as LOG_FORMAT says
+        logs.configure(settings.log_format, settings.log_level)
     app.json.sort_keys = False  # keep the documented field order
 
     redis = connect(settings, socket_timeout=2.0)
@@ -36,13 +39,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, views
+    from web import api, dashboard, errors, health, metrics, request_id, views
+
+    request_id.init_app(app)  # first, so every later hook and log line has the id
 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app, settings)
     dashboard.init_app(app, settings)
     errors.init_app(app)
     return app
