@@ -49,6 +49,9 @@ def main() -> int:
     env.setdefault("APP_ENV", "development")
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
+    env.setdefault("METRICS_TOKEN", kept_secret("metrics_token", 24))
+    # The Procfile says `gunicorn` and `python`: make them the venv's even when it is not activated.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     redis = None
     if not env.get("REDIS_URL"):
         redis = RedisServer(VAR_DIR / "redis").start()
@@ -69,7 +72,8 @@ def main() -> int:
         if wait_until_up(url + "healthz", stack):
             print(
                 f"\n  Web:       {url}\n  Dashboard: {url}rq/  (user {settings.dashboard_user}, password "
-                f"{settings.dashboard_password})\n  Redis:     {settings.redis_url}\n  Ctrl-C stops everything.\n",
+                f"{settings.dashboard_password})\n  Metrics:   {url}metrics  (Authorization: Bearer "
+                f"{settings.metrics_token})\n  Redis:     {settings.redis_url}\n  Ctrl-C stops everything.\n",
                 flush=True,
             )
         return stack.wait()
