@@ -12,6 +12,7 @@ threads = 8
 timeout = 30  # Heroku's router gives up after 30 s too
 graceful_timeout = 25  # finish in-flight requests within Heroku's 30 s SIGTERM grace
 keepalive = 5
+control_socket_disable = True  # its default path is one per host: several stacks (or test runs) would share it
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
