@@ -9,7 +9,6 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from jobs import logs
 from jobs.queues import connect, make_queues
 from jobs.settings import ConfigError, Settings
 
@@ -30,8 +29,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,  # tokens live as long as the session
     )
     app.config.update(overrides)
-    if not app.testing:  # tests read logs through pytest; a server process logs as LOG_FORMAT says
-        logs.configure(settings.log_format, settings.log_level)
     app.json.sort_keys = False  # keep the documented field order
 
     redis = connect(settings, socket_timeout=2.0)

@@ -1,4 +1,5 @@
-"""gunicorn's logger, speaking LOG_FORMAT: with ``json`` its boot lines and access lines are JSON objects too."""
+"""gunicorn's logger, speaking LOG_FORMAT for the whole web process: with ``json``, gunicorn's own boot and access
+lines are JSON objects too. Processes set up logging at their entry point; ``create_app`` leaves it alone."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from gunicorn import glogging
 
+from jobs import logs
 from jobs.logs import ContextFilter, JsonFormatter
 from jobs.settings import Settings
 
@@ -19,7 +21,9 @@ class StackLogger(glogging.Logger):
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        self.json = Settings.from_env().log_format == "json"
+        settings = Settings.from_env()
+        logs.configure(settings.log_format, settings.log_level)  # the app's own lines (job events) go to root
+        self.json = settings.log_format == "json"
         if self.json:
             for log in (self.error_log, self.access_log):
                 for handler in log.handlers:
