@@ -132,7 +132,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch):
+def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch, request):
     password = secrets.token_hex(16)
     wrapper = tmp_path / "redis-in-namespace"
     wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {namespaces["redis"]} {find_redis_server()} "$@"\n')
@@ -157,6 +157,7 @@ def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch)
                 started.append(ProcessGroup(in_namespace(namespaces[host], host, command), env,
                                             tmp_path / f"{host}.log"))
             redis = connect(Settings.from_env({"REDIS_URL": server.url}))
+            request.addfinalizer(redis.close)
             wait_for(lambda: len(live_workers(redis)) == 2, 60,
                      "both workers to register: " + " | ".join(g.log()[-500:] for g in started))
             assert {w.hostname for w in live_workers(redis)} == set(HOSTS)

@@ -46,9 +46,19 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return found
 
 
-def metric_app(env: dict[str, str], **extra: str):
-    app = create_app({"SETTINGS": Settings.from_env({**env, "METRICS_TOKEN": TOKEN, **extra}), "TESTING": True})
-    return app, app.test_client()
+@pytest.fixture
+def make_client(env):
+    """Test clients of apps built from the test environment plus overrides; their Redis clients are closed after."""
+    apps = []
+
+    def make(**overrides: str):
+        app = create_app({"SETTINGS": Settings.from_env({**env, **overrides}), "TESTING": True})
+        apps.append(app)
+        return app.test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["redis"].close()
 
 
 # --- settings -----------------------------------------------------------------------------------------------
@@ -119,9 +129,8 @@ def test_json_lines_carry_context_and_fields():
 
 
 @pytest.mark.integration
-def test_readyz_can_require_a_live_worker(env, redis, start_worker):
-    app = create_app({"SETTINGS": Settings.from_env({**env, "READYZ_REQUIRE_WORKER": "true"}), "TESTING": True})
-    client = app.test_client()
+def test_readyz_can_require_a_live_worker(make_client, redis, start_worker):
+    client = make_client(READYZ_REQUIRE_WORKER="true")
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "redis": "ok", "workers": 0}
@@ -130,7 +139,7 @@ def test_readyz_can_require_a_live_worker(env, redis, start_worker):
     assert response, "readyz never became ready with a worker running"
     assert response.get_json() == {"status": "ok", "redis": "ok", "workers": 1}
     # Without the switch, readiness is Redis only.
-    plain = create_app({"SETTINGS": Settings.from_env(env), "TESTING": True}).test_client()
+    plain = make_client()
     assert plain.get("/readyz").get_json() == {"status": "ok", "redis": "ok"}
 
 
@@ -169,10 +178,9 @@ def test_worker_check_reports_redis_down(env):
 
 
 @pytest.mark.integration
-def test_metrics_needs_the_token(env, redis):
-    assert create_app({"SETTINGS": Settings.from_env(env), "TESTING": True}).test_client().get(
-        "/metrics").status_code == 404  # not served at all without METRICS_TOKEN
-    _, client = metric_app(env)
+def test_metrics_needs_the_token(make_client, redis):
+    assert make_client().get("/metrics").status_code == 404  # not served at all without METRICS_TOKEN
+    client = make_client(METRICS_TOKEN=TOKEN)
     for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"},
                     {"Authorization": f"Bearer {TOKEN}x"}):
         response = client.get("/metrics", headers=headers)
@@ -190,9 +198,9 @@ def forge(redis, queue: str = "default") -> str:
 
 
 @pytest.mark.integration
-def test_metrics_from_real_jobs(env, redis, start_worker, page_server):
-    app, client = metric_app(env)
-    other_process = metric_app(env)[1]  # another web process: same numbers, as all come from Redis
+def test_metrics_from_real_jobs(make_client, redis, start_worker, page_server):
+    client = make_client(METRICS_TOKEN=TOKEN)
+    other_process = make_client(METRICS_TOKEN=TOKEN)  # another web process: same numbers, as all come from Redis
     for _ in range(2):
         make_queues(redis)["low"].enqueue_call(func="jobs.wordcount.count_words_at_url", kwargs={"url": "x"})
     worker = start_worker("high", "default", "--no-scheduler")
@@ -302,3 +310,13 @@ def test_abandoned_job_is_logged_and_counted(redis, settings, caplog):
     labels = (("error", "AbandonedJobError"), ("type", "count_words_at_url"))
     assert scrape[("rq_job_retries_total", labels)] == 1
     assert scrape[("rq_jobs_failed_total", labels)] == 1
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/readyz", "/metrics"])
+def test_probes_answer_503_when_redis_is_down(make_client, path):
+    client = make_client(REDIS_URL="redis://127.0.0.1:1/0", METRICS_TOKEN=TOKEN, READYZ_REQUIRE_WORKER="true")
+    response = client.get(path, headers=AUTH)
+    assert response.status_code == 503
+    assert response.headers["X-Request-ID"]
+    assert client.get("/healthz").status_code == 200  # liveness does not depend on Redis

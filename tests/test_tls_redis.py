@@ -57,14 +57,16 @@ def tls_env(env, tls_redis):
 
 
 def test_certificate_checked_unless_switched_off(tls_env):
-    checked = connect(Settings.from_env({**tls_env, "REDIS_TLS_VERIFY": "true"}))
-    with pytest.raises(RedisConnectionError, match="(?i)certificate verify failed"):
-        checked.ping()
-    assert connect(Settings.from_env(tls_env)).ping() is True
+    with connect(Settings.from_env({**tls_env, "REDIS_TLS_VERIFY": "true"})) as checked:
+        with pytest.raises(RedisConnectionError, match="(?i)certificate verify failed"):
+            checked.ping()
+    with connect(Settings.from_env(tls_env)) as unchecked:
+        assert unchecked.ping() is True
 
 
-def test_web_worker_and_dashboard_over_tls(tls_env, start_worker, page_server):
+def test_web_worker_and_dashboard_over_tls(tls_env, start_worker, page_server, request):
     app = create_app({"SETTINGS": Settings.from_env({**tls_env, "METRICS_TOKEN": "t" * 20}), "TESTING": True})
+    request.addfinalizer(app.extensions["redis"].close)
     client = app.test_client()
     worker = start_worker(extra_env=tls_env)  # with the scheduler, which opens its own connections
     assert client.get("/readyz").get_json() == {"status": "ok", "redis": "ok"}
