@@ -12,6 +12,9 @@ from rq import Worker
 from rq.defaults import DEFAULT_WORKER_TTL
 from rq.utils import now
 
+# RQ renews a worker's key for its TTL + 60 s; an idle worker beats only when its blocking dequeue times out.
+HEARTBEAT_MAX_AGE = DEFAULT_WORKER_TTL + 60
+
 
 def live_workers(connection: Redis) -> list[Worker]:
     """Workers whose RQ key still exists: RQ lets it expire when heartbeats stop for the worker TTL."""
@@ -41,7 +44,7 @@ def _age(heartbeat: datetime | None) -> float | None:
 
 
 def check_local_worker(
-    connection: Redis, name: str | None = None, max_age: float = DEFAULT_WORKER_TTL, hostname: str | None = None
+    connection: Redis, name: str | None = None, max_age: float = HEARTBEAT_MAX_AGE, hostname: str | None = None
 ) -> Liveness:
     """Healthy when a worker of this host (or called ``name``) has a heartbeat under ``max_age`` s old and,
     being on this host, its process is still running."""

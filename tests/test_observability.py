@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rq.exceptions import AbandonedJobError
 
-from jobs import events, logs, metrics
+from jobs import events, health, logs, metrics
 from jobs.embedded_redis import free_port
 from jobs.queues import SERIALIZER, CatalogJob, make_queues
 from jobs.redis_url import client_redis_url
@@ -160,6 +160,8 @@ def test_worker_check_follows_the_worker(env, redis, start_worker, stop_with):
     named = worker_check(env, "--name", f"checked-{stop_with.name}")
     assert named.returncode == 0 and "healthy" in named.stderr
     assert worker_check(env, "--name", "someone-else").returncode == 1
+    stale = health.check_local_worker(redis, max_age=0)  # any heartbeat is older than zero seconds
+    assert not stale.ok and "last heartbeat" in stale.message
     worker.process.send_signal(stop_with)
     worker.process.wait(30)
     # SIGTERM: the worker deregisters. SIGKILL: its key lingers for the worker TTL, but its process is gone.
