@@ -85,7 +85,8 @@ def observe_failure(job: Job, exc_type: type, exc_value: BaseException, tb: obje
             if duration is not None:
                 record("observe", job.connection, metrics.DURATION, job_type(job), duration)
         if job.should_retry:
-            emit("retried", job, logging.WARNING, error_class=kind, retries_left=job.retries_left)
+            # RQ spends one retry right after the handlers run; report what is left after this one.
+            emit("retried", job, logging.WARNING, error_class=kind, retries_left=(job.retries_left or 1) - 1)
             record("count", job.connection, metrics.RETRIED, job_type(job), kind)
         else:
             emit("failed", job, logging.ERROR, error_class=kind)
