@@ -288,6 +288,7 @@ def test_job_events_as_json_lines_with_the_request_id(client, env, redis, start_
     assert by_key[("finished", ok_id)]["duration_s"] >= 0
     assert by_key[("retried", retry_id)]["request_id"] == generated
     assert by_key[("retried", retry_id)]["error_class"]  # the transient fetch error's class
+    assert by_key[("retried", retry_id)]["retries_left"] == 2  # three retry intervals, one spent now
     assert by_key[("failed", forged_id)]["error_class"] == "ForbiddenJob"
     assert by_key[("failed", forged_id)]["level"] == "error"
     # RQ's own lines inside the job carry the job id too, and every line is JSON.
