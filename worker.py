@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 
 from redis.exceptions import RedisError
@@ -12,7 +13,7 @@ from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
 from jobs import events, health, logs
-from jobs.errors import ForbiddenJob, JobError, PermanentError
+from jobs.errors import ForbiddenJob, JobError, PermanentError, TransientError
 from jobs.observed import ObservedJob
 from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
 from jobs.settings import ConfigError, Settings
@@ -33,11 +34,23 @@ def record_error(job: CatalogJob, exc_type: type, exc_value: BaseException, tb: 
         kind, message = "InternalError", f"The job failed unexpectedly ({exc_type.__name__})."
     if isinstance(exc_value, PermanentError):
         job.retries_left = 0  # retrying cannot help, so fail at once
+    elif isinstance(exc_value, TransientError) and exc_value.retry_after and job.should_retry:
+        honour_retry_after(job, exc_value.retry_after)
     if not job.should_retry and failures > 1:
         message = f"{message} (gave up after {failures} attempts)"
     job.meta.update(failures=failures, error={"type": kind, "message": message})
     job.save_meta()
     return True  # go on to RQ's default handling: log it, then retry or fail the job
+
+
+def honour_retry_after(job: CatalogJob, seconds: float) -> None:
+    """Wait at least what the server asked (Retry-After) before the next attempt; RQ saves the change."""
+    intervals = list(job.retry_intervals or [0])
+    index = max(len(intervals) - (job.retries_left or 0), 0)
+    if index < len(intervals):
+        # +1: RQ stores scheduled times in whole seconds, truncated, so the retry could come up to 1 s early.
+        intervals[index] = max(intervals[index], math.ceil(seconds) + 1)
+        job.retry_intervals = intervals
 
 
 def build_worker(settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None) -> Worker:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +69,7 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
 
 def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
-    intervals = list(job_type.retry_intervals)
+    intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     job = queue.enqueue_call(
         func=job_type.func_path,
         kwargs=params,
@@ -80,7 +79,7 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         ttl=settings.queued_ttl,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
         meta={"type": job_type.name, **events.request_meta()},
-        description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+        description=job_type.describe(params),
     )
     remember(queue.connection, job)
     events.enqueued(job)

@@ -47,6 +47,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
         "DASHBOARD_PASSWORD": TEST_PASSWORD,
         "FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
         "FETCH_TIMEOUT": "5",
+        "RETRY_INTERVALS": "1,1",  # 3 attempts a second apart, so retry tests take seconds (default 5,30,120)
     }
 
 

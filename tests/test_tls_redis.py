@@ -6,12 +6,12 @@ import base64
 import os
 
 import pytest
+import trustme
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from jobs.embedded_redis import RedisServer, find_redis_server, free_port
 from jobs.queues import connect
 from jobs.settings import Settings
-from tests.certs import make_server_cert
 from tests.conftest import TEST_PASSWORD, wait_for_job
 from web import create_app
 
@@ -30,7 +30,12 @@ def no_tls(reason: str) -> None:
 def tls_redis(tmp_path_factory: pytest.TempPathFactory):
     """A redis-server serving only TLS on a loopback port (plus a unix socket for start-up checks)."""
     directory = tmp_path_factory.mktemp("tls-redis")
-    paths = make_server_cert(directory)
+    ca = trustme.CA()  # a throwaway CA nobody trusts: to a client, the server's certificate is self-signed
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {"ca": directory / "ca.crt", "cert": directory / "server.crt", "key": directory / "server.key"}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    cert.private_key_pem.write_to_path(str(paths["key"]))
     port = free_port()
     server = RedisServer(directory, extra=(
         f"tls-port {port}", f"tls-cert-file {paths['cert']}", f"tls-key-file {paths['key']}",

@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=_secret_key(settings),
-        MAX_CONTENT_LENGTH=64 * 1024,  # job submissions are small; larger bodies get a 413
+        MAX_CONTENT_LENGTH=512 * 1024,  # a 100 KB send_email body, even \u-escaped; larger bodies get a 413
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.app_env == "production",
