@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rq.exceptions import AbandonedJobError
 
-from jobs import events, health, logs, metrics
+from jobs import catalog, events, health, logs, metrics
 from jobs.embedded_redis import free_port
-from jobs.queues import SERIALIZER, CatalogJob, make_queues
+from jobs.queues import SERIALIZER, CatalogJob, enqueue, fetch_job, job_status, make_queues
 from jobs.redis_url import client_redis_url
 from jobs.settings import PROJECT_ROOT, ConfigError, Settings
 from tests.conftest import wait_for_job
@@ -324,3 +324,28 @@ def test_probes_answer_503_when_redis_is_down(make_client, path):
     assert response.status_code == 503
     assert response.headers["X-Request-ID"]
     assert client.get("/healthz").status_code == 200  # liveness does not depend on Redis
+
+
+@pytest.mark.integration
+def test_abandoned_job_through_rq_registry_cleanup(redis, settings, caplog, request):
+    """A worker dies mid-job; RQ's started-registry cleanup calls the worker's handlers with AbandonedJobError."""
+    from worker import build_worker
+
+    word_count = catalog.get("count_words_at_url")
+    job = enqueue(make_queues(redis)["default"], word_count, word_count.validate({"url": "http://127.0.0.1:9/"}),
+                  settings)
+    doomed = build_worker(settings, ("default",), name="doomed")
+    request.addfinalizer(doomed.connection.close)
+    doomed.register_birth()
+    doomed.prepare_execution(job)  # what a worker records before it runs a job...
+    doomed.prepare_job_execution(job)  # ...and then it is SIGKILLed, so nothing more is written
+    registry = make_queues(redis)["default"].started_job_registry
+    assert job.id in registry.get_job_ids(cleanup=False)
+    with caplog.at_level(logging.INFO, logger="jobs.events"):
+        # Cleanup as a later worker's maintenance runs it, once the entry's heartbeat has lapsed.
+        registry.cleanup(timestamp=time.time() + 3600, exception_handlers=doomed._exc_handlers)
+    lines = [(r.event, r.job_id, getattr(r, "error_class", None)) for r in caplog.records]
+    assert lines == [("abandoned", job.id, "AbandonedJobError"), ("retried", job.id, "AbandonedJobError")]
+    assert job_status(fetch_job(redis, job.id)) in {"scheduled", "queued"}
+    labels = (("error", "AbandonedJobError"), ("type", "count_words_at_url"))
+    assert samples(metrics.render(redis, []).decode())[("rq_job_retries_total", labels)] == 1
