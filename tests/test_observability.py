@@ -110,6 +110,7 @@ def test_request_id_is_kept_only_when_safe(given, kept):
 
 def test_json_lines_carry_context_and_fields():
     stream = io.StringIO()
+    root_level = logging.getLogger().level
     handler = logs.configure("json", "INFO", stream)
     try:
         with logs.context("req-1", "job-1"):
@@ -117,6 +118,7 @@ def test_json_lines_carry_context_and_fields():
         logging.getLogger("probe").warning("outside")
     finally:
         logging.getLogger().removeHandler(handler)
+        logging.getLogger().setLevel(root_level)
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "hello there" and first["level"] == "info" and first["logger"] == "probe"
     assert (first["request_id"], first["job_id"], first["event"], first["queue"]) == ("req-1", "job-1", "started",
@@ -306,7 +308,7 @@ def test_abandoned_job_is_logged_and_counted(redis, settings, caplog):
         with caplog.at_level(logging.INFO, logger="jobs.events"):
             # What StartedJobRegistry.cleanup calls for a job whose worker died mid-run.
             events.observe_failure(job, AbandonedJobError, AbandonedJobError(), None)
-        assert [(r.event, r.error_class, r.request_id) for r in caplog.records] == [
+        assert [(r.event, r.error_class, r.request_id) for r in caplog.records if r.name == "jobs.events"] == [
             ("abandoned", "AbandonedJobError", "req-gone"),
             (expected, "AbandonedJobError", "req-gone"),
         ]
@@ -344,7 +346,7 @@ def test_abandoned_job_through_rq_registry_cleanup(redis, settings, caplog, requ
     with caplog.at_level(logging.INFO, logger="jobs.events"):
         # Cleanup as a later worker's maintenance runs it, once the entry's heartbeat has lapsed.
         registry.cleanup(timestamp=time.time() + 3600, exception_handlers=doomed._exc_handlers)
-    lines = [(r.event, r.job_id, getattr(r, "error_class", None)) for r in caplog.records]
+    lines = [(r.event, r.job_id, r.error_class) for r in caplog.records if r.name == "jobs.events"]
     assert lines == [("abandoned", job.id, "AbandonedJobError"), ("retried", job.id, "AbandonedJobError")]
     assert job_status(fetch_job(redis, job.id)) in {"scheduled", "queued"}
     labels = (("error", "AbandonedJobError"), ("type", "count_words_at_url"))
