@@ -23,6 +23,7 @@ run: $(VENV)/.runtime  ## start Redis (embedded unless REDIS_URL is set), web an
 
 test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-server and real workers
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.browser.chromium  # finds Chromium for the browser tests, installing it if missing
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev

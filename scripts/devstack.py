@@ -65,6 +65,8 @@ def main() -> int:
     # Procfile commands (gunicorn, python) must come from this virtualenv, not whatever is first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("APP_ENV", "development")
+    # The Procfile names bare commands (gunicorn, python): find them in this venv even when it is not activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
     env.setdefault("METRICS_TOKEN", kept_secret("metrics_token", 24))
