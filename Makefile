@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-s
 
 bench: $(VENV)/.dev  ## measure workers, HTTP and latency against a private Redis (~3 min); writes bench/results/
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+screenshots: $(VENV)/.dev  ## re-take the README screenshots in docs/screenshots/ from the browser tests
+	$(BIN)/python -m tests.browser.chromium
+	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -8,15 +8,18 @@ import math
 import sys
 import uuid
 
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
+from jobs import events, health, logs
 from jobs.errors import ForbiddenJob, JobError, PermanentError, TransientError
 from jobs.executor import ThreadedWorker
+from jobs.observed import ObservedJob
 from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
 from jobs.settings import ConfigError, Settings
-from jobs.supervisor import Supervisor
+from jobs.supervisor import Supervisor, die_with_parent
 
 log = logging.getLogger("worker")
 
@@ -63,35 +66,37 @@ def build_worker(
     """
     connection = connect(settings, socket_timeout=None)
     queues = make_queues(connection)
-    options = dict(connection=connection, name=name, serializer=SERIALIZER, job_class=CatalogJob)
+    options = dict(connection=connection, name=name, serializer=SERIALIZER, job_class=ObservedJob)  # logs, times
+    handlers = [record_error, events.observe_failure]
     if threads:
         return ThreadedWorker(
             [queues[q] for q in queue_names],
             threads=threads,
             max_rss_mb=settings.worker_max_rss_mb,
             hang_grace=settings.worker_hang_grace,
-            exception_handlers=[record_error],
+            exception_handlers=handlers,
             **options,
         )
-    return Worker([queues[q] for q in queue_names], exception_handlers=[record_error], **options)
+    return Worker([queues[q] for q in queue_names], exception_handlers=handlers, **options)
 
 
 def supervise(settings: Settings, args: argparse.Namespace, queue_names: tuple[str, ...]) -> int:
     """Run ``args.processes`` worker processes under a Supervisor (restarts, recycling, job recovery)."""
-    logging.basicConfig(level=args.logging_level, format="%(asctime)s %(message)s")
     connection = connect(settings)
     queues = make_queues(connection)
 
     def command(slot: int, name: str) -> list[str]:
         max_jobs = args.max_jobs or settings.worker_max_jobs
         cmd = [sys.executable, __file__, *queue_names, "--child", "--name", name, "--threads", str(args.threads)]
-        cmd += ["--logging-level", args.logging_level, *(["--max-jobs", str(max_jobs)] if max_jobs else [])]
+        cmd += ["--logging-level", args.logging_level or settings.log_level]
+        cmd += ["--max-jobs", str(max_jobs)] if max_jobs else []
         cmd += ["--burst"] if args.burst else []
         return cmd + (["--no-scheduler"] if args.no_scheduler or slot else [])  # one scheduler is enough
 
     base_name = args.name or uuid.uuid4().hex[:12]
     chosen = [queues[q] for q in queue_names]
-    return Supervisor(command, args.processes, connection, chosen, [record_error], base_name, burst=args.burst).run()
+    handlers = [record_error, events.observe_failure]
+    return Supervisor(command, args.processes, connection, chosen, handlers, base_name, burst=args.burst).run()
 
 
 def queue_name(value: str) -> str:
@@ -108,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scheduler", action="store_true", help="do not run the scheduler in this worker")
     parser.add_argument("--name", help="worker name (unique per Redis)")
     parser.add_argument("--max-jobs", type=int, help="quit after this many jobs")
-    parser.add_argument("--logging-level", default="INFO")
+    parser.add_argument("--logging-level", help="DEBUG, INFO, WARNING or ERROR (default: LOG_LEVEL)")
+    parser.add_argument("--check", action="store_true",
+                        help="health check: exit 0 if a worker on this host (or --name) has a fresh heartbeat")
     parser.add_argument("--processes", type=int, help="supervised worker processes (default WORKER_PROCESSES; 0: none)")
     parser.add_argument("--threads", type=int, help="jobs at once per process (WORKER_THREADS; 0: fork per job)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # started by the supervisor
@@ -118,18 +125,34 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.check:
+        return check(settings, args.name)
+    logs.configure(settings.log_format, args.logging_level or settings.log_level)
     args.processes = settings.worker_processes if args.processes is None else args.processes
     args.threads = settings.worker_threads if args.threads is None else args.threads
     if args.processes and not args.child:
         return supervise(settings, args, tuple(args.queues or QUEUE_NAMES))
+    if args.child:
+        die_with_parent()
     worker = build_worker(settings, tuple(args.queues or QUEUE_NAMES), args.name, threads=args.threads)
     worker.work(
         burst=args.burst,
         with_scheduler=not args.no_scheduler,
         max_jobs=args.max_jobs,
-        logging_level=args.logging_level,
+        logging_level=args.logging_level or settings.log_level,
     )
     return getattr(worker, "exit_code", 0)
+
+
+def check(settings: Settings, name: str | None) -> int:
+    """Container health check: 0 when this host's worker is alive, 1 (with the reason) when not."""
+    try:
+        result = health.check_local_worker(connect(settings, socket_timeout=5.0), name)
+    except RedisError as exc:
+        print(f"worker: unhealthy: Redis unavailable ({type(exc).__name__})", file=sys.stderr)
+        return 1
+    print(f"worker: {'healthy' if result.ok else 'unhealthy'}: {result.message}", file=sys.stderr)
+    return 0 if result.ok else 1
 
 
 if __name__ == "__main__":

@@ -377,15 +377,16 @@ def main() -> int:
         noop = {"func": "jobs.diagnostics.noop", "kwargs": {}}
         result["noop"] = [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
-            (ours(2, 32, "ours 2×32 (default)"), noop["func"], n(4000)),
+            (ours(1, 32, "ours 1×32 (Procfile default)"), noop["func"], n(4000)),
+            (ours(2, 32, "threads 2×32"), noop["func"], n(4000)),
             (ours(2, 1, "non-forking pool 2×1"), noop["func"], n(3000)),
-            (ours(1, 32, "threads 1×32"), noop["func"], n(3000)),
             (gevent(2, 32), noop["func"], n(3000)),
         )]
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
         result["io"] = [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
             (stock(), n(40)),
-            (ours(2, 32, "ours 2×32 (default)"), n(1000)),
+            (ours(1, 32, "ours 1×32 (Procfile default)"), n(1000)),
+            (ours(2, 32, "threads 2×32"), n(1000)),
             (ours(2, 8, "threads 2×8"), n(400)),
             (ours(16, 1, "non-forking pool 16×1"), n(400)),
             (gevent(2, 32), n(1000)),
@@ -401,13 +402,13 @@ def main() -> int:
         try:
             result["http"] = http_ratio(port, 4.0 * max(scale, 0.5), out, web.pid)
             conn.flushall()
-            worker = subprocess.Popen(ours(2, 32).command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            worker = subprocess.Popen(ours(1, 32).command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.STDOUT, start_new_session=True)
-            while len(Worker.all_keys(connection=conn)) < 2:
+            while len(Worker.all_keys(connection=conn)) < 1:
                 time.sleep(0.05)
             time.sleep(0.5)
             result["latency"] = latency(port, n(300))
-            result["rss"]["latency: worker 2×32"] = procs.peak_rss(worker.pid)
+            result["rss"]["latency: worker 1×32"] = procs.peak_rss(worker.pid)
             stop(worker)
             result["rss"]["gunicorn"] = procs.peak_rss(web.pid)
         finally:

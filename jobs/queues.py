@@ -15,7 +15,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from jobs import catalog
+from jobs import catalog, events
 from jobs.errors import ForbiddenJob
 from jobs.settings import Settings
 
@@ -76,6 +76,7 @@ def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], set
         job = _enqueue_call(queue, job_type, params, settings, intervals, pipe)
         _index(pipe, job)
         pipe.execute()
+    events.enqueued(job)
     return job
 
 
@@ -90,7 +91,7 @@ def _enqueue_call(queue: Queue, job_type: catalog.JobType, params: dict[str, Any
         failure_ttl=settings.failure_ttl,
         ttl=settings.queued_ttl,
         retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={"type": job_type.name},
+        meta={"type": job_type.name, **events.request_meta()},
         description=job_type.describe(params),
     )
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, unquote, urlparse
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 ENVIRONMENTS = ("production", "development", "testing")
+LOG_FORMATS = ("text", "json")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -44,8 +45,8 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
-    worker_processes: int = 2
-    worker_threads: int = 32
+    worker_processes: int = 0
+    worker_threads: int = 0
     worker_max_jobs: int = 50000
     worker_max_rss_mb: int = 400
     worker_hang_grace: float = 30.0
@@ -53,6 +54,10 @@ class Settings:
     smtp: SmtpServer | None = None  # None: SMTP_URL unset, so send_email fails with a message saying so
     smtp_timeout: float = 10.0
     mail_from: str = "noreply@localhost"
+    readyz_require_worker: bool = False
+    metrics_token: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -82,8 +87,12 @@ class Settings:
             smtp=_smtp_server(env),
             smtp_timeout=_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600.0),
             mail_from=_mail_from(env),
-            worker_processes=_int(env, "WORKER_PROCESSES", 2, 0, 256),
-            worker_threads=_int(env, "WORKER_THREADS", 32, 0, 1024),
+            readyz_require_worker=_bool(env, "READYZ_REQUIRE_WORKER", False),
+            metrics_token=_token(env, "METRICS_TOKEN"),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            worker_processes=_int(env, "WORKER_PROCESSES", 0, 0, 256),
+            worker_threads=_int(env, "WORKER_THREADS", 0, 0, 1024),
             worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),
             worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", 400, 0, 1 << 20),
             worker_hang_grace=_float(env, "WORKER_HANG_GRACE", 30.0, 0.1, 3600.0),
@@ -249,3 +258,10 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         except ValueError:
             raise ConfigError(name, f"{part!r} is not a CIDR network such as 127.0.0.0/8") from None
     return tuple(networks)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
+        raise ConfigError(name, "must be at least 16 printable characters without spaces")
+    return raw

@@ -10,6 +10,7 @@ handlers, so every job still ends in a state a user can read.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -42,6 +43,15 @@ class Child:
     name: str
     process: subprocess.Popen[bytes]
     started: float = field(default_factory=time.monotonic)
+
+
+def die_with_parent() -> None:
+    """In a supervised child: be killed when the supervisor dies (Linux), so a SIGKILLed pool leaves no orphans."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans are then possible, as with any process manager
+        return
 
 
 def recover_jobs(connection: Redis, worker_name: str, queues: Sequence[Queue], handlers: Sequence[Callable]) -> int:

@@ -69,6 +69,7 @@ def main() -> int:
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
+    env.setdefault("METRICS_TOKEN", kept_secret("metrics_token", 24))
     procfile = PROJECT_ROOT / "Procfile"
     if not env.get("SMTP_URL"):  # no real mail server named: send to the local sink, which saves under var/mail/
         env["SMTP_URL"] = f"smtp://127.0.0.1:{8025 if port_is_free(8025) else free_port()}"
@@ -93,7 +94,8 @@ def main() -> int:
         if wait_until_up(url + "healthz", stack):
             print(
                 f"\n  Web:       {url}\n  Dashboard: {url}rq/  (user {settings.dashboard_user}, password "
-                f"{settings.dashboard_password})\n  Redis:     {settings.redis_url}\n"
+                f"{settings.dashboard_password})\n  Metrics:   {url}metrics  (Authorization: Bearer "
+                f"{settings.metrics_token})\n  Redis:     {settings.redis_url}\n"
                 f"  Mail:      {mail_note(procfile, settings)}\n  Ctrl-C stops everything.\n",
                 flush=True,
             )

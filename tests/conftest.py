@@ -143,3 +143,19 @@ SAMPLE_PAGE = (
     b"<p>The cat and the hat.</p><p>The <b>c</b>at don't sleep.</p><script>var the = 1;</script>"
     b"</body></html>"
 )
+
+
+@pytest.fixture(scope="session")
+def mail_server():
+    """A real SMTP server (aiosmtpd) in this process, shared by the mail tests."""
+    from tests.mailserver import MailServer
+
+    with MailServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(mail_server):
+    """The shared SMTP server, with its mailbox and scripted replies reset."""
+    mail_server.reset()
+    return mail_server

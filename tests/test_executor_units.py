@@ -16,7 +16,7 @@ from jobs.settings import PROJECT_ROOT, ConfigError, Settings, diagnostic_jobs_e
 
 def test_worker_defaults():
     settings = Settings.from_env({})
-    assert (settings.worker_processes, settings.worker_threads) == (2, 32)
+    assert (settings.worker_processes, settings.worker_threads) == (0, 0)
     assert (settings.worker_max_jobs, settings.worker_max_rss_mb, settings.worker_hang_grace) == (50000, 400, 30.0)
 
 

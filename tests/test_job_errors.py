@@ -55,21 +55,28 @@ def test_server_errors_are_retried_then_fail_saying_how_many_attempts(client, st
     assert page_server.hits(path) == 3
 
 
+def scripted(*responses: tuple[int, bytes], headers: dict[str, str] | None = None):
+    """A page handler answering the given (status, body) pairs in turn; returns it and its call times."""
+    calls: list[float] = []
+
+    def handler(request):
+        calls.append(time.monotonic())
+        status, body = responses[min(len(calls), len(responses)) - 1]
+        request.send_response(status)
+        for name, value in {"Content-Type": "text/html", **(headers or {})}.items():
+            request.send_header(name, value)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler, calls
+
+
 def test_transient_error_then_success_finishes(client, start_worker, page_server):
     start_worker()
     path = unique_path()
-    calls = []
-
-    def flaky(handler):
-        calls.append(time.monotonic())
-        status, body = (503, b"busy") if len(calls) == 1 else (200, b"<p>back again</p>")
-        handler.send_response(status)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    page_server.add_handler(path, flaky)
+    handler, calls = scripted((503, b"busy"), (200, b"<p>back again</p>"))
+    page_server.add_handler(path, handler)
     job = wait_for_job(client, submit(client, page_server.url(path)), timeout=60)
     assert job["status"] == "finished", job
     assert job["result"]["total_words"] == 2
@@ -79,19 +86,8 @@ def test_transient_error_then_success_finishes(client, start_worker, page_server
 def test_429_retry_after_is_honoured(client, start_worker, page_server):
     start_worker()
     path = unique_path()
-    calls = []
-
-    def rate_limited(handler):
-        calls.append(time.monotonic())
-        status, body = (429, b"slow down") if len(calls) == 1 else (200, b"<p>ok</p>")
-        handler.send_response(status)
-        handler.send_header("Content-Type", "text/html")
-        handler.send_header("Retry-After", "3")
-        handler.send_header("Content-Length", str(len(body)))
-        handler.end_headers()
-        handler.wfile.write(body)
-
-    page_server.add_handler(path, rate_limited)
+    handler, calls = scripted((429, b"slow down"), (200, b"<p>ok</p>"), headers={"Retry-After": "3"})
+    page_server.add_handler(path, handler)
     job = wait_for_job(client, submit(client, page_server.url(path)), timeout=60)
     assert job["status"] == "finished", job
     assert len(calls) == 2

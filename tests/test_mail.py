@@ -11,22 +11,9 @@ from jobs import catalog
 from jobs.errors import MailConfigError, MailConnectionError, MailDeferred, MailRejected, PermanentError, TransientError
 from jobs.mail import MemoryLedger, RedisLedger, classify, compose, deliver
 from jobs.settings import ConfigError, Settings, SmtpServer
-from tests.mailserver import MailServer
 
 SENDER = "Stack <noreply@example.com>"
 VALID = {"to": ["ada@example.com"], "subject": "Welcome", "body": "Hello Ada."}
-
-
-@pytest.fixture(scope="module")
-def mail_server():
-    with MailServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp(mail_server: MailServer) -> MailServer:
-    mail_server.reset()
-    return mail_server
 
 
 def mail_settings(url: str) -> Settings:

@@ -21,18 +21,6 @@ from tests.mailserver import MailServer
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def mail_server():
-    with MailServer() as server:
-        yield server
-
-
-@pytest.fixture
-def smtp(mail_server: MailServer) -> MailServer:
-    mail_server.reset()
-    return mail_server
-
-
 @pytest.fixture
 def mail_worker(start_worker, smtp: MailServer):
     """A real worker process whose SMTP_URL points at the in-process server."""

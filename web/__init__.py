@@ -36,13 +36,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, views
+    from web import api, dashboard, errors, health, metrics, request_id, views
+
+    request_id.init_app(app)  # first, so every later hook and log line has the id
 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app, settings)
     dashboard.init_app(app, settings)
     errors.init_app(app)
     return app

@@ -115,7 +115,7 @@ def test_job_page_updates_itself_from_queued_to_progress_to_chart(page, stack):
 
 @pytest.mark.parametrize(
     ("url", "message"),
-    [("", "Please fill in this field."), ("not a url", "http")],
+    [("", "Please fill in this field."), ("not a url", "The URL contains spaces")],
 )
 def test_invalid_url_shows_the_message_next_to_the_field(page, stack, url, message):
     page.goto(stack.url("/"))
