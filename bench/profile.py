@@ -30,7 +30,8 @@ from rq.worker import SimpleWorker  # noqa: E402
 
 from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
 from jobs.executor import ThreadedWorker  # noqa: E402
-from jobs.queues import QUEUE_NAMES, SERIALIZER, CatalogJob, make_queues  # noqa: E402
+from jobs.observed import ObservedJob  # noqa: E402
+from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queues  # noqa: E402
 from jobs.settings import Settings  # noqa: E402
 
 WRITES: Counter[str] = Counter()
@@ -123,7 +124,7 @@ def main() -> int:
         conn = Redis.from_url(server.url)
         settings = Settings.from_env({"REDIS_URL": server.url, "APP_ENV": "testing"})
         queues = lambda c: [make_queues(c)[q] for q in QUEUE_NAMES]  # noqa: E731
-        common = {"serializer": SERIALIZER, "job_class": CatalogJob}
+        common = {"serializer": SERIALIZER, "job_class": ObservedJob}  # what worker.py runs
         stock, _ = per_job(conn, lambda: SimpleWorker(queues(conn), connection=conn, **common), n)
         ours, worker_profile = per_job(
             conn, lambda: InlineThreaded(queues(conn), connection=conn, threads=1, **common), n, profile=True
