@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 
-from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
 from jobs.errors import ForbiddenJob, JobError, PermanentError
-from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
+from jobs.handoff import SafeQueue
+from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect
+from jobs.safe_worker import MONITOR_INTERVAL, SafeWorker, wait_for_redis
 from jobs.settings import ConfigError, Settings
 
 log = logging.getLogger("worker")
@@ -37,18 +38,25 @@ def record_error(job: CatalogJob, exc_type: type, exc_value: BaseException, tb: 
     return True  # go on to RQ's default handling: log it, then retry or fail the job
 
 
-def build_worker(settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None) -> Worker:
-    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs."""
+def build_worker(
+    settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None
+) -> SafeWorker:
+    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs and loses none."""
     connection = connect(settings, socket_timeout=None)
-    queues = make_queues(connection)
-    return Worker(
-        [queues[q] for q in queue_names],
+    wait_for_redis(connection, log=log)  # a worker started during a Redis outage waits instead of crashing
+    worker = SafeWorker(
+        list(queue_names),  # built as SafeQueue, JSON-serialised CatalogJob queues by RQ
         connection=connection,
         name=name,
         serializer=SERIALIZER,
         job_class=CatalogJob,
+        queue_class=SafeQueue,  # claims keep a backup copy until the job starts (jobs/handoff.py)
         exception_handlers=[record_error],
+        job_monitoring_interval=MONITOR_INTERVAL,
     )
+    worker.shutdown_grace = settings.shutdown_grace
+    worker.lost_after = settings.worker_lost_after
+    return worker
 
 
 def queue_name(value: str) -> str:
