@@ -36,7 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, views
+    from web import api, dashboard, errors, health, security, views
 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     dashboard.init_app(app, settings)
     errors.init_app(app)
+    security.init_app(app, settings)  # headers, rate limits, API token, ProxyFix (after the blueprints)
     return app
 
 
