@@ -36,13 +36,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, security, views
+    from web import api, dashboard, errors, health, openapi, security, views
 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     dashboard.init_app(app, settings)
     errors.init_app(app)
     security.init_app(app, settings)  # headers, rate limits, API token, ProxyFix (after the blueprints)
