@@ -9,8 +9,10 @@ import secrets
 from flask import Flask, Response, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from jobs.recovery import eviction_warning
 from jobs.settings import Settings
 from web.errors import error_response
 
@@ -73,8 +75,19 @@ def make_limiter(app: Flask, settings: Settings) -> Limiter:
     )
 
 
+def warn_if_evicting(app: Flask) -> None:
+    """Log a warning at start-up when the given Redis may evict job data (silent if it is down)."""
+    try:
+        warning = eviction_warning(app.extensions["redis"])
+    except RedisError:
+        return
+    if warning:
+        app.logger.warning(warning)
+
+
 def init_app(app: Flask, settings: Settings) -> None:
     """Install every hardening measure on ``app``; blueprints must already be registered."""
+    warn_if_evicting(app)
     if settings.proxy_fix_x_for or settings.proxy_fix_x_proto or settings.proxy_fix_x_host:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.proxy_fix_x_for, x_proto=settings.proxy_fix_x_proto,
