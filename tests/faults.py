@@ -26,8 +26,6 @@ class CountingSite:
         site = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
             def do_GET(self):  # noqa: N802 - http.server's naming
                 parts = urlsplit(self.path)
                 token = parts.path.rsplit("/", 1)[-1]
@@ -36,16 +34,18 @@ class CountingSite:
                     site.started[token] += 1
                 chunks = max(1, int(seconds * 4))
                 body = b"alpha beta gamma " * 4
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
-                self.send_header("Content-Length", str(len(body) * chunks))
-                self.end_headers()
+                head = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+                    f"Content-Length: {len(body) * chunks}\r\n\r\n"
+                ).encode()
+                self.close_connection = True
                 try:
-                    for _ in range(chunks):
+                    # Head and first chunk in one write: split small writes meet delayed ACKs (~40 ms each).
+                    self.wfile.write(head + body)
+                    for _ in range(chunks - 1):
+                        time.sleep(seconds / chunks)
                         self.wfile.write(body)
-                        self.wfile.flush()
-                        if seconds:
-                            time.sleep(seconds / chunks)
+                    self.wfile.flush()
                 except OSError:
                     return  # the job's process died mid-download
                 with lock:

@@ -7,6 +7,7 @@ times (the counting site sees every run). Figures are printed (run with -s): job
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -26,6 +27,8 @@ from web import create_app
 
 pytestmark = pytest.mark.integration
 RECOVERY_DEADLINE = 30.0
+# 400 keeps make test inside its time budget on a shared 2-core machine; FAULT_LOAD_JOBS=2000 for the full run.
+LOAD_JOBS = int(os.environ.get("FAULT_LOAD_JOBS", "400"))
 
 
 @pytest.fixture
@@ -149,12 +152,12 @@ def test_worker_and_web_warn_when_redis_evicts(tmp_path, env, start_worker, capl
 
 @pytest.mark.slow
 def test_load_through_the_api_loses_nothing(redis, env, start_worker, site):
-    jobs, clients = 2000, 50
+    jobs, clients = LOAD_JOBS, 50
     settings = Settings.from_env({**env, "RATELIMIT_SUBMIT": "100000 per minute"})
     server = make_server("127.0.0.1", 0, create_app({"SETTINGS": settings}), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    workers = [start_worker() for _ in range(2)]
+    workers = [start_worker() for _ in range(3)]
     codes: dict[int, int] = {}
     tokens: dict[str, str] = {}
     lock = threading.Lock()
@@ -175,7 +178,7 @@ def test_load_through_the_api_loses_nothing(redis, env, start_worker, site):
         list(pool.map(client_run, range(clients)))
     submitted = time.monotonic() - started
     try:
-        seen = wait_all_terminal(redis, list(tokens), timeout=240)
+        seen = wait_all_terminal(redis, list(tokens), timeout=60 + jobs * 0.5)
     finally:
         server.shutdown()
     assert_every_job_ran_and_ended(redis, site, tokens, seen)
