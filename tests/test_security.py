@@ -38,8 +38,12 @@ def test_session_cookie_is_secure_httponly_samesite_in_production(env, redis):
     assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
 
 
-def test_max_content_length_is_set(app):
-    assert app.config["MAX_CONTENT_LENGTH"] == 64 * 1024
+def test_max_content_length_is_set_and_enforced(app, client):
+    limit = app.config["MAX_CONTENT_LENGTH"]
+    assert limit and limit <= 1024 * 1024
+    response = client.post("/api/jobs", data=b"{" + b" " * limit + b"}", content_type="application/json")
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "request_entity_too_large"
 
 
 def test_submissions_are_rate_limited_with_retry_after(env, redis):
