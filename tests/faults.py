@@ -22,6 +22,7 @@ class CountingSite:
     def __init__(self) -> None:
         self.hits: Counter[str] = Counter()
         self.started: Counter[str] = Counter()
+        self.started_at: dict[str, list[float]] = {}  # time.monotonic() of each run's fetch, per token
         lock = threading.Lock()
         site = self
 
@@ -32,6 +33,7 @@ class CountingSite:
                 seconds = float(parse_qs(parts.query).get("seconds", ["0"])[0])
                 with lock:
                     site.started[token] += 1
+                    site.started_at.setdefault(token, []).append(time.monotonic())
                 chunks = max(1, int(seconds * 4))
                 body = b"alpha beta gamma " * 4
                 head = (
