@@ -8,14 +8,15 @@ import math
 import sys
 
 from redis.exceptions import RedisError
-from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
 from jobs import events, health, logs
 from jobs.errors import ForbiddenJob, JobError, PermanentError, TransientError
+from jobs.handoff import SafeQueue
 from jobs.observed import ObservedJob
-from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
+from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect
+from jobs.safe_worker import MONITOR_INTERVAL, SafeWorker, wait_for_redis
 from jobs.settings import ConfigError, Settings
 
 log = logging.getLogger("worker")
@@ -53,18 +54,25 @@ def honour_retry_after(job: CatalogJob, seconds: float) -> None:
         job.retry_intervals = intervals
 
 
-def build_worker(settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None) -> Worker:
-    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs."""
+def build_worker(
+    settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None
+) -> SafeWorker:
+    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs and loses none."""
     connection = connect(settings, socket_timeout=None)
-    queues = make_queues(connection)
-    return Worker(
-        [queues[q] for q in queue_names],
+    wait_for_redis(connection, log=log)  # a worker started during a Redis outage waits instead of crashing
+    worker = SafeWorker(
+        list(queue_names),  # built as SafeQueue, JSON-serialised CatalogJob queues by RQ
         connection=connection,
         name=name,
         serializer=SERIALIZER,
         job_class=ObservedJob,  # a CatalogJob that logs and times itself
+        queue_class=SafeQueue,  # claims keep a backup copy until the job starts (jobs/handoff.py)
         exception_handlers=[record_error, events.observe_failure],
+        job_monitoring_interval=MONITOR_INTERVAL,
     )
+    worker.shutdown_grace = settings.shutdown_grace
+    worker.lost_after = settings.worker_lost_after
+    return worker
 
 
 def queue_name(value: str) -> str:
