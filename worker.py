@@ -9,15 +9,16 @@ import sys
 import uuid
 
 from redis.exceptions import RedisError
-from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
 from jobs import events, health, logs
 from jobs.errors import ForbiddenJob, JobError, PermanentError, TransientError
 from jobs.executor import ThreadedWorker
+from jobs.handoff import SafeQueue
 from jobs.observed import ObservedJob
 from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
+from jobs.safe_worker import MONITOR_INTERVAL, SafeWorker, wait_for_redis
 from jobs.settings import ConfigError, Settings
 from jobs.supervisor import Supervisor, die_with_parent
 
@@ -58,26 +59,38 @@ def honour_retry_after(job: CatalogJob, seconds: float) -> None:
 
 def build_worker(
     settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None, threads: int = 0
-) -> Worker:
-    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs.
+) -> SafeWorker | ThreadedWorker:
+    """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs and loses none.
 
-    ``threads`` > 0: a ThreadedWorker running that many jobs at once (see jobs/executor.py); 0: RQ's forking
-    Worker, one job at a time.
+    ``threads`` > 0: a ThreadedWorker running that many jobs at once (see jobs/executor.py, docs/performance.md).
     """
     connection = connect(settings, socket_timeout=None)
-    queues = make_queues(connection)
-    options = dict(connection=connection, name=name, serializer=SERIALIZER, job_class=ObservedJob)  # logs, times
-    handlers = [record_error, events.observe_failure]
+    wait_for_redis(connection, log=log)  # a worker started during a Redis outage waits instead of crashing
     if threads:
         return ThreadedWorker(
-            [queues[q] for q in queue_names],
+            [make_queues(connection)[q] for q in queue_names],
             threads=threads,
             max_rss_mb=settings.worker_max_rss_mb,
             hang_grace=settings.worker_hang_grace,
-            exception_handlers=handlers,
-            **options,
+            exception_handlers=[record_error, events.observe_failure],
+            connection=connection,
+            name=name,
+            serializer=SERIALIZER,
+            job_class=ObservedJob,
         )
-    return Worker([queues[q] for q in queue_names], exception_handlers=handlers, **options)
+    worker = SafeWorker(
+        list(queue_names),  # built as SafeQueue, JSON-serialised CatalogJob queues by RQ
+        connection=connection,
+        name=name,
+        serializer=SERIALIZER,
+        job_class=ObservedJob,  # a CatalogJob that logs and times itself
+        queue_class=SafeQueue,  # claims keep a backup copy until the job starts (jobs/handoff.py)
+        exception_handlers=[record_error, events.observe_failure],
+        job_monitoring_interval=MONITOR_INTERVAL,
+    )
+    worker.shutdown_grace = settings.shutdown_grace
+    worker.lost_after = settings.worker_lost_after
+    return worker
 
 
 def supervise(settings: Settings, args: argparse.Namespace, queue_names: tuple[str, ...]) -> int:

@@ -377,7 +377,7 @@ def main() -> int:
         noop = {"func": "jobs.diagnostics.noop", "kwargs": {}}
         result["noop"] = [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
-            (ours(1, 32, "ours 1×32 (Procfile default)"), noop["func"], n(4000)),
+            (ours(1, 32, "ours 1×32"), noop["func"], n(4000)),
             (ours(2, 32, "threads 2×32"), noop["func"], n(4000)),
             (ours(2, 1, "non-forking pool 2×1"), noop["func"], n(3000)),
             (gevent(2, 32), noop["func"], n(3000)),
@@ -385,7 +385,7 @@ def main() -> int:
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
         result["io"] = [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
             (stock(), n(40)),
-            (ours(1, 32, "ours 1×32 (Procfile default)"), n(1000)),
+            (ours(1, 32, "ours 1×32"), n(1000)),
             (ours(2, 32, "threads 2×32"), n(1000)),
             (ours(2, 8, "threads 2×8"), n(400)),
             (ours(16, 1, "non-forking pool 16×1"), n(400)),

@@ -145,7 +145,7 @@ def fetch_job(connection: Redis, job_id: str) -> Job | None:
         return None
     try:
         return CatalogJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
-    except NoSuchJobError:
+    except (NoSuchJobError, ValueError):  # ValueError: RQ refuses ids outside [A-Za-z0-9_-], so none exists
         return None
 
 

@@ -58,6 +58,13 @@ class Settings:
     metrics_token: str | None = None
     log_format: str = "text"
     log_level: str = "INFO"
+    shutdown_grace: int = 20
+    worker_lost_after: int = 10
+    api_token: str | None = None
+    proxy_fix_x_for: int = 0
+    proxy_fix_x_proto: int = 0
+    proxy_fix_x_host: int = 0
+    ratelimit_submit: str = "60 per minute"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +98,13 @@ class Settings:
             metrics_token=_token(env, "METRICS_TOKEN"),
             log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
             log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            shutdown_grace=_int(env, "SHUTDOWN_GRACE", 20, 0, 3600),
+            worker_lost_after=_int(env, "WORKER_LOST_AFTER", 10, 3, 3600),
+            api_token=_token(env, "API_TOKEN"),
+            proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, 0, 10),
+            proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, 0, 10),
+            proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, 0, 10),
+            ratelimit_submit=_rate(env, "RATELIMIT_SUBMIT", "60 per minute"),
             worker_processes=_int(env, "WORKER_PROCESSES", 0, 0, 256),
             worker_threads=_int(env, "WORKER_THREADS", 0, 0, 1024),
             worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),
@@ -264,4 +278,14 @@ def _token(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name) or None
     if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
         raise ConfigError(name, "must be at least 16 printable characters without spaces")
+    return raw
+
+
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip()
+    parts = raw.split()
+    units = ("second", "minute", "hour", "day")
+    if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) < 1 or parts[1] != "per" \
+            or parts[2].rstrip("s") not in units:
+        raise ConfigError(name, f"must look like '60 per minute' (second, minute, hour or day), got {raw!r}")
     return raw

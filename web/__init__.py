@@ -36,7 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, metrics, request_id, views
+    from web import api, dashboard, errors, health, metrics, openapi, request_id, security, views
 
     request_id.init_app(app)  # first, so every later hook and log line has the id
 
@@ -45,9 +45,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(openapi.bp)
     metrics.init_app(app, settings)
     dashboard.init_app(app, settings)
     errors.init_app(app)
+    security.init_app(app, settings)  # headers, rate limits, API token, ProxyFix (after the blueprints)
     return app
 
 

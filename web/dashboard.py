@@ -1,4 +1,9 @@
-"""rq-dashboard mounted at /rq behind HTTP Basic auth, reading jobs with the JSON serializer."""
+"""rq-dashboard mounted at /rq behind HTTP Basic auth, reading jobs with the JSON serializer.
+
+Hardening (docs/security.md): its POSTs go through Flask-WTF's CSRF check (our templates under
+templates/rq_dashboard/ send the token), the GET that re-queues every failed job is refused, and its job
+fields render escaped (the same templates).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,14 @@ import hmac
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
+from rq.exceptions import NoSuchJobError
 
 from jobs.queues import SERIALIZER
 from jobs.redis_url import client_redis_url
 from jobs.settings import Settings
 
 URL_PREFIX = "/rq"
+MUTATING_GET = {"rq_dashboard.requeue_all"}  # rq-dashboard accepts GET here: a link or <img> could re-queue
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -35,7 +42,13 @@ def init_app(app: Flask, settings: Settings) -> None:
             return Response(
                 "Dashboard login required.\n", 401, {"WWW-Authenticate": 'Basic realm="rq-dashboard"'}
             )
+        if request.endpoint in MUTATING_GET and request.method != "POST":
+            return Response("Use POST.\n", 405, {"Allow": "POST"})
         return None
+
+    @app.errorhandler(NoSuchJobError)
+    def no_such_job(exc: NoSuchJobError):
+        return Response("No such job: it expired or never existed.\n", 404, {"Content-Type": "text/plain"})
 
 
 def _same(given: str | None, expected: str) -> bool:

@@ -1,0 +1,247 @@
+"""Fast recovery of abandoned jobs: a liveness beacon per worker and a reaper that any worker may run.
+
+Each worker process keeps ``stack:worker:alive:<name>`` alive (TTL ``lost_after`` seconds, refreshed every
+``BEAT_EVERY`` s) from a thread, whatever executes its jobs. Every ``REAP_EVERY`` s one worker (under a Redis
+lock) looks at each queue's StartedJobRegistry: a job whose execution belongs to a worker that is no longer
+alive was abandoned (SIGKILL, crash, lost machine). It is re-queued at the front at once, spending one retry,
+or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``)
+without starting are given back to their queue. So jobs run at least once: they must be idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.executions import Execution
+from rq.job import Job, JobStatus
+from rq.job_lifecycle import record_job_failure
+from rq.registry import StartedJobRegistry
+from rq.utils import as_text, parse_composite_key
+
+from jobs.handoff import give_back, intermediate_key
+from jobs.queues import QUEUE_NAMES, SERIALIZER, CatalogJob
+
+log = logging.getLogger("rq.worker.recovery")  # under RQ's handler
+
+ALIVE_KEY = "stack:worker:alive:{}"
+MANAGED_KEY = "stack:workers:managed"  # names of workers that run a beacon: only those are judged by it
+REAPER_LOCK = "stack:reaper:lock"
+CLAIM_SEEN_KEY = "stack:claim:seen:{}"
+BEAT_EVERY = 2.0
+REAP_EVERY = 3.0
+LOST_AFTER = 10  # seconds without a beat before a worker counts as gone; detection ≤ LOST_AFTER + REAP_EVERY
+WORKER_LOST = "WorkerLost"
+
+
+def is_alive(connection: Redis, worker_name: str) -> bool:
+    """Whether the worker's beacon was heard within its TTL (a worker without a beacon: its RQ key)."""
+    if connection.exists(ALIVE_KEY.format(worker_name)):
+        return True
+    if connection.sismember(MANAGED_KEY, worker_name):
+        return False
+    return bool(connection.exists(f"rq:worker:{worker_name}"))  # a plain RQ worker: trust its own key
+
+
+def requeue_now(connection: Redis, job: Job, queue: Queue, execution: Execution | None, reason: str) -> None:
+    """Put a started job back at the front of its queue (its execution record is dropped)."""
+    job.meta.setdefault("interruptions", [])
+    job.meta["interruptions"] = [*job.meta["interruptions"], reason][-10:]
+    job.started_at = job.ended_at = None
+    with connection.pipeline() as pipeline:
+        if execution is not None:
+            execution.delete(job=job, pipeline=pipeline)
+        job.save_meta()
+        queue._enqueue_job(job, pipeline=pipeline, at_front=True)
+        pipeline.execute()
+
+
+def fail_lost(connection: Redis, job: Job, queue: Queue, execution: Execution | None) -> None:
+    """Fail an abandoned job that has no retries left, with an error a user can read."""
+    failures = int(job.meta.get("failures", 0)) + 1
+    message = (
+        "The worker running this job stopped before it finished (killed, crashed or its machine was lost)"
+        + (f"; gave up after {failures} attempts." if failures > 1 else ".")
+    )
+    job.meta.update(failures=failures, error={"type": WORKER_LOST, "message": message})
+    with connection.pipeline() as pipeline:
+        if execution is not None:
+            execution.delete(job=job, pipeline=pipeline)
+        job.save_meta()
+        record_job_failure(job, f"{WORKER_LOST}: {message}", pipeline)
+        pipeline.execute()
+    queue.enqueue_dependents(job)
+
+
+def recover(connection: Redis, job: Job, queue: Queue, execution: Execution | None) -> str:
+    """Re-run an abandoned job (spending a retry) or fail it; returns ``"requeued"`` or ``"failed"``."""
+    if job.retries_left and job.retries_left > 0:
+        job.retries_left -= 1
+        job.meta["failures"] = int(job.meta.get("failures", 0)) + 1
+        requeue_now(connection, job, queue, execution, WORKER_LOST)
+        return "requeued"
+    fail_lost(connection, job, queue, execution)
+    return "failed"
+
+
+class Reaper:
+    """Finds jobs abandoned by dead workers and stuck claims, and recovers them."""
+
+    def __init__(self, connection: Redis, queue_names: tuple[str, ...] = QUEUE_NAMES, stuck_after: float = LOST_AFTER):
+        self.connection = connection
+        self.queue_names = queue_names
+        self.stuck_after = stuck_after  # a claim normally starts within milliseconds
+
+    def all_queue_names(self) -> list[str]:
+        """Our queues plus any other RQ knows of (a later issue may add some)."""
+        known = {as_text(key).removeprefix("rq:queue:") for key in self.connection.smembers("rq:queues")}
+        return [*self.queue_names, *sorted(known - set(self.queue_names))]
+
+    def run(self) -> dict[str, int]:
+        """One pass over every queue; returns counts of what it did."""
+        counts = {"requeued": 0, "failed": 0, "returned": 0}
+        for name in self.all_queue_names():
+            queue = Queue(name, connection=self.connection, serializer=SERIALIZER, job_class=CatalogJob)
+            for outcome in self.reap_started(queue):
+                counts[outcome] += 1
+            counts["returned"] += self.return_stuck_claims(queue)
+        self.forget_dead_workers()
+        return counts
+
+    def reap_started(self, queue: Queue) -> list[str]:
+        """Recover the queue's started jobs whose worker is gone."""
+        registry = StartedJobRegistry(queue.name, connection=self.connection, serializer=SERIALIZER)
+        outcomes = []
+        for entry in self.connection.zrange(registry.key, 0, -1):
+            job_id, execution_id = parse_composite_key(as_text(entry))
+            execution = Execution(execution_id, job_id, self.connection)
+            try:
+                execution.refresh()
+            except ValueError:
+                execution.worker_name = ""  # its record expired: whoever ran it stopped beating long ago
+            if execution.worker_name and is_alive(self.connection, execution.worker_name):
+                continue
+            outcome = self.recover_entry(queue, registry, as_text(entry), job_id, execution)
+            if outcome:
+                outcomes.append(outcome)
+        return outcomes
+
+    def recover_entry(
+        self, queue: Queue, registry: StartedJobRegistry, entry: str, job_id: str, execution: Execution
+    ) -> str | None:
+        try:
+            job = CatalogJob.fetch(job_id, connection=self.connection, serializer=SERIALIZER)
+        except NoSuchJobError:
+            self.connection.zrem(registry.key, entry)
+            return None
+        if job.get_status(refresh=False) != JobStatus.STARTED:
+            self.connection.zrem(registry.key, entry)  # it ended; only the registry entry was left
+            return None
+        outcome = recover(self.connection, job, queue, execution)
+        self.connection.zrem(registry.key, entry)
+        log.warning("job %s abandoned by worker %r: %s", job.id, execution.worker_name or "?", outcome)
+        return outcome
+
+    def return_stuck_claims(self, queue: Queue) -> int:
+        """Give back claimed jobs that never started (their worker died between dequeue and start)."""
+        returned = 0
+        backup = intermediate_key(queue.key)
+        for raw in self.connection.lrange(backup, 0, -1):
+            job_id = as_text(raw)
+            status = self.connection.hget(f"rq:job:{job_id}", "status")
+            if status is None or as_text(status) != JobStatus.QUEUED.value:
+                self.connection.lrem(backup, 1, job_id)  # expired, or past the handoff: RQ tracks it now
+                continue
+            seen_key = CLAIM_SEEN_KEY.format(job_id)
+            self.connection.set(seen_key, time.time(), nx=True, ex=3600)
+            first_seen = float(self.connection.get(seen_key) or time.time())
+            if time.time() - first_seen >= self.stuck_after and give_back(self.connection, queue.key, job_id):
+                self.connection.delete(seen_key)
+                log.warning("job %s was claimed but never started: returned to %s", job_id, queue.name)
+                returned += 1
+        return returned
+
+    def forget_dead_workers(self) -> None:
+        """Drop managed workers whose beacon stopped (their jobs were recovered above)."""
+        for raw in self.connection.smembers(MANAGED_KEY):
+            name = as_text(raw)
+            if not self.connection.exists(ALIVE_KEY.format(name)):
+                self.connection.srem(MANAGED_KEY, name)
+
+
+class Beacon(threading.Thread):
+    """A worker's liveness heartbeat, which also runs the reaper when it wins the lock."""
+
+    def __init__(self, connection: Redis, worker_name: str, lost_after: int = LOST_AFTER,
+                 on_reap: Callable[[dict[str, int]], None] | None = None):
+        super().__init__(name=f"beacon-{worker_name}", daemon=True)
+        self.connection = connection
+        self.worker_name = worker_name
+        self.lost_after = lost_after
+        self.on_reap = on_reap
+        self.reaper = Reaper(connection, stuck_after=lost_after)
+        self._stopping = threading.Event()
+        self._healthy_since: float | None = None
+        self._last_reap = 0.0
+
+    def beat(self) -> None:
+        """Say this worker is alive for another ``lost_after`` seconds."""
+        with self.connection.pipeline() as pipeline:
+            pipeline.set(ALIVE_KEY.format(self.worker_name), time.time(), ex=self.lost_after)
+            pipeline.sadd(MANAGED_KEY, self.worker_name)
+            pipeline.execute()
+
+    def maybe_reap(self) -> None:
+        """Reap if due, Redis has been reachable for a full beacon period, and no other worker holds the lock."""
+        now = time.monotonic()
+        if self._healthy_since is None or now - self._healthy_since < self.lost_after:
+            return  # after an outage, give every live worker the chance to beat again first
+        if now - self._last_reap < REAP_EVERY:
+            return
+        self._last_reap = now
+        if not self.connection.set(REAPER_LOCK, self.worker_name, nx=True, px=int(REAP_EVERY * 900)):
+            return
+        counts = self.reaper.run()
+        if self.on_reap is not None and any(counts.values()):
+            self.on_reap(counts)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.beat()
+                if self._healthy_since is None:
+                    self._healthy_since = time.monotonic()
+                self.maybe_reap()
+            except RedisError as exc:
+                if self._healthy_since is not None:
+                    log.warning("beacon: Redis unavailable (%s); retrying", type(exc).__name__)
+                self._healthy_since = None
+            except Exception:  # the beacon must outlive any bug in one pass
+                log.exception("beacon: reaper pass failed")
+            self._stopping.wait(BEAT_EVERY)
+
+    def stop(self) -> None:
+        """Stop beating and say so, so the worker's jobs (none, after a clean stop) are judged at once."""
+        self._stopping.set()
+        self.join(timeout=5)
+        try:
+            self.connection.delete(ALIVE_KEY.format(self.worker_name))
+        except RedisError:
+            pass
+
+
+def eviction_warning(connection: Redis) -> str | None:
+    """A warning when this Redis may evict keys (job data would silently disappear), else None."""
+    policy = connection.info("memory").get("maxmemory_policy", "noeviction")
+    if policy == "noeviction":
+        return None
+    return (
+        f"Redis maxmemory-policy is {policy!r}: under memory pressure it deletes keys, including queued jobs. "
+        "Set maxmemory-policy noeviction (and appendonly yes, appendfsync everysec)."
+    )

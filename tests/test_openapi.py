@@ -1,0 +1,82 @@
+"""The OpenAPI document matches the app, and schemathesis finds no 5xx and no response off the schema."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
+
+from jobs import catalog
+from jobs.settings import Settings
+from web import create_app
+from web.openapi import document
+
+MAX_EXAMPLES = 150  # per operation: bounded so the suite stays fast (about 2 s)
+CHECKS = [
+    checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
+    checks.response_schema_conformance, checks.response_headers_conformance,
+]
+
+
+def documented_operations(doc: dict) -> set[tuple[str, str]]:
+    return {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+
+
+def app_operations(app) -> set[tuple[str, str]]:
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith("/api/") and rule.endpoint != "openapi.openapi_json":
+            path = rule.rule.replace("<", "{").replace(">", "}")
+            found |= {(path, method) for method in rule.methods - {"HEAD", "OPTIONS"}}
+    return found
+
+
+def test_document_lists_exactly_the_apps_api_routes(app):
+    assert documented_operations(document()) == app_operations(app)
+
+
+def test_document_is_served_and_has_every_job_type(client):
+    doc = client.get("/api/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.")
+    variants = doc["paths"]["/api/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert {v["properties"]["type"]["const"] for v in variants} == set(catalog.CATALOG)
+
+
+def test_document_declares_the_bearer_scheme_when_a_token_is_set(env, redis):
+    app = create_app({"SETTINGS": Settings.from_env({**env, "API_TOKEN": "s3cret-token-0123456789"})})
+    doc = app.test_client().get("/api/openapi.json").get_json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_schemathesis_finds_no_5xx_and_no_response_off_the_schema(env, redis):
+    # A generous limit: the fuzzer must meet the API's answers, not the rate limiter's.
+    app = create_app({"SETTINGS": Settings.from_env({**env, "RATELIMIT_SUBMIT": "100000 per minute"})})
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    seen: Counter[str] = Counter()
+    for result in schema.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
+            response = case.call()
+            seen["cases"] += 1
+            seen["5xx"] += response.status_code >= 500
+            seen[str(response.status_code)] += 1
+            case.validate_response(response, checks=CHECKS)
+
+        check()
+    print(f"\nschemathesis: {seen['cases']} cases, {seen['5xx']} responses 5xx; by status: {dict(seen)}")
+    assert seen["cases"] >= MAX_EXAMPLES  # it really ran
+    assert seen["5xx"] == 0
+    app.extensions["redis"].close()
+
+
+@pytest.mark.parametrize("job_id", [", ", "a b", "x.y", "%00", "é"])
+def test_job_ids_rq_would_refuse_are_404_not_500(client, job_id):
+    response = client.get(f"/api/jobs/{job_id}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"

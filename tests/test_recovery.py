@@ -1,0 +1,146 @@
+"""Abandoned jobs are re-run within seconds; claims survive the dequeue→start window; SIGTERM loses nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+
+import pytest
+
+from jobs import catalog
+from jobs.handoff import HOLD, SafeQueue, claim, intermediate_key
+from jobs.queues import enqueue, fetch_job, job_view, make_queues
+from jobs.recovery import ALIVE_KEY, Reaper
+from tests.faults import CountingSite, wait_until
+
+pytestmark = pytest.mark.integration
+WORDS = catalog.get("count_words_at_url")
+RECOVERY_DEADLINE = 30.0  # the issue's bound on detecting and re-running an abandoned job
+
+
+@pytest.fixture
+def site():
+    with CountingSite() as server:
+        yield server
+
+
+@pytest.fixture
+def slow_env():
+    return {"FETCH_TIMEOUT": "60"}  # jobs here trickle their page for several seconds
+
+
+def submit(redis, settings, url: str, queue: str = "default", retries: bool = True) -> str:
+    job_type = WORDS if retries else dataclasses.replace(WORDS, retry_intervals=())
+    return enqueue(make_queues(redis)[queue], job_type, {"url": url}, settings).id
+
+
+def view(redis, job_id: str) -> dict:
+    return job_view(fetch_job(redis, job_id))
+
+
+def test_sigkilled_worker_job_is_rerun_within_30_s(redis, settings, start_worker, site, slow_env):
+    first = start_worker("--name", "doomed", extra_env=slow_env)
+    job_id = submit(redis, settings, site.url("k1", seconds=4))
+    assert wait_until(lambda: site.started["k1"] == 1, 30), first.log()
+    first.process.kill()
+    killed_at = time.monotonic()
+    start_worker("--name", "rescuer", extra_env=slow_env)
+    assert wait_until(lambda: site.started["k1"] == 2, RECOVERY_DEADLINE + 5, pause=0.1)
+    recovery = time.monotonic() - killed_at
+    assert recovery < RECOVERY_DEADLINE
+    assert wait_until(lambda: view(redis, job_id)["status"] == "finished", 30)
+    job = fetch_job(redis, job_id)
+    assert job.meta["interruptions"] == ["WorkerLost"]
+    assert wait_until(lambda: site.hits["k1"] == 1, 5)  # the killed run's horse died with its worker
+
+
+def test_abandoned_job_without_retries_fails_with_clear_error(redis, settings, start_worker, site, slow_env):
+    first = start_worker(extra_env=slow_env)
+    job_id = submit(redis, settings, site.url("k2", seconds=4), retries=False)
+    assert wait_until(lambda: site.started["k2"] == 1, 30), first.log()
+    first.process.kill()
+    start_worker(extra_env=slow_env)
+    assert wait_until(lambda: view(redis, job_id)["status"] == "failed", RECOVERY_DEADLINE + 5, pause=0.1)
+    error = view(redis, job_id)["error"]
+    assert error["type"] == "WorkerLost"
+    assert "worker running this job stopped" in error["message"]
+    assert site.started["k2"] == 1
+
+
+def test_claim_left_by_a_dead_worker_is_returned_and_run(redis, settings, start_worker, site):
+    job_id = submit(redis, settings, site.url("k3"), queue="low")
+    # What a worker on several queues leaves when it dies right after its claim: the id only in the backup list.
+    assert claim(redis, ["rq:queue:high", "rq:queue:default", "rq:queue:low"]) == ("rq:queue:low", job_id)
+    HOLD.clear()
+    assert redis.llen("rq:queue:low") == 0 and redis.lrange(intermediate_key("rq:queue:low"), 0, -1)
+    start_worker(extra_env={"WORKER_LOST_AFTER": "3"})
+    assert wait_until(lambda: view(redis, job_id)["status"] == "finished", RECOVERY_DEADLINE, pause=0.1)
+    assert wait_until(lambda: site.hits["k3"] == 1, 5)
+    assert redis.llen(intermediate_key("rq:queue:low")) == 0
+
+
+def test_worker_on_several_queues_takes_high_first_and_keeps_a_backup(redis, settings):
+    queues = make_queues(redis)
+    low = submit(redis, settings, "https://example.com/low", queue="low")
+    high = submit(redis, settings, "https://example.com/high", queue="high")
+    job, queue = SafeQueue.dequeue_any(list(queues.values()), None, connection=redis)
+    assert (job.id, queue.name) == (high, "high")
+    assert redis.lrange(intermediate_key("rq:queue:high"), 0, -1) == [high.encode()]
+    assert HOLD.job_id == high
+    HOLD.clear()
+    job, queue = SafeQueue.dequeue_any(list(queues.values()), None, connection=redis)
+    assert (job.id, queue.name) == (low, "low")
+    HOLD.clear()
+    assert SafeQueue.dequeue_any(list(queues.values()), None, connection=redis) is None
+
+
+def test_sigterm_while_holding_a_claim_returns_the_job_unstarted(redis, settings):
+    from worker import build_worker
+
+    job_id = submit(redis, settings, "https://example.com/held")
+    worker = build_worker(settings, name="holder")
+    job, queue = SafeQueue.dequeue_any(worker.queues, None, connection=redis)
+    worker._shutdown()  # what SIGTERM runs: it must not raise and drop the claimed job
+    assert worker._stop_requested
+    worker.execute_job(job, queue)
+    assert not HOLD.active
+    assert redis.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
+    assert redis.llen(intermediate_key("rq:queue:default")) == 0
+    assert view(redis, job_id)["status"] == "queued"
+
+
+def test_sigterm_lets_a_short_job_finish(redis, settings, start_worker, site, slow_env):
+    worker = start_worker(extra_env={**slow_env, "SHUTDOWN_GRACE": "20"})
+    job_id = submit(redis, settings, site.url("t1", seconds=2))
+    assert wait_until(lambda: site.started["t1"] == 1, 30), worker.log()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 0, worker.log()
+    assert view(redis, job_id)["status"] == "finished"
+    assert wait_until(lambda: site.hits["t1"] == 1, 5)
+
+
+def test_sigterm_requeues_a_job_longer_than_the_grace_period(redis, settings, start_worker, site, slow_env):
+    first = start_worker(extra_env={**slow_env, "SHUTDOWN_GRACE": "2"})
+    job_id = submit(redis, settings, site.url("t2", seconds=6))
+    assert wait_until(lambda: site.started["t2"] == 1, 30), first.log()
+    sent = time.monotonic()
+    first.process.send_signal(signal.SIGTERM)
+    assert first.process.wait(30) == 0, first.log()
+    assert time.monotonic() - sent < 2 + 3 + 5  # grace + one monitoring tick + slack: it did not wait 6 s
+    job = view(redis, job_id)
+    assert job["status"] == "queued" and redis.lrange("rq:queue:default", 0, 0) == [job_id.encode()]
+    assert fetch_job(redis, job_id).meta["interruptions"] == ["Interrupted"]
+    start_worker(extra_env=slow_env)
+    assert wait_until(lambda: view(redis, job_id)["status"] == "finished", 60), view(redis, job_id)
+    assert site.started["t2"] == 2 and wait_until(lambda: site.hits["t2"] == 1, 5)
+
+
+def test_reaper_leaves_jobs_of_live_workers_alone(redis, settings, start_worker, site, slow_env):
+    worker = start_worker("--name", "alive", extra_env=slow_env)
+    job_id = submit(redis, settings, site.url("r1", seconds=3))
+    assert wait_until(lambda: site.started["r1"] == 1, 30), worker.log()
+    assert redis.exists(ALIVE_KEY.format("alive"))
+    assert Reaper(redis).run() == {"requeued": 0, "failed": 0, "returned": 0}
+    assert wait_until(lambda: view(redis, job_id)["status"] == "finished", 30)
+    assert site.started["r1"] == 1
