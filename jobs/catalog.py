@@ -14,6 +14,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jobs.aggregate import aggregate_word_counts
 from jobs.wordcount import count_words_at_url
 
 DEFAULT_RETRY_INTERVALS = (5, 30, 120)
@@ -90,7 +91,11 @@ CATALOG: dict[str, JobType] = {
         job_type(count_words_at_url),
     )
 }
-BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in CATALOG.values()}
+# Internal jobs: workers run them, but they cannot be submitted by name (the batch API enqueues them).
+INTERNAL: dict[str, JobType] = {
+    t.name: t for t in (job_type(aggregate_word_counts, retry_intervals=()),)
+}
+BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in (*CATALOG.values(), *INTERNAL.values())}
 
 
 def get(name: Any) -> JobType:

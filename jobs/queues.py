@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
@@ -12,7 +12,7 @@ from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from jobs import catalog
@@ -68,20 +68,41 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
     }
 
 
-def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
-    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
+def enqueue(
+    queue: Queue,
+    job_type: catalog.JobType,
+    params: dict[str, Any],
+    settings: Settings,
+    at: datetime | None = None,
+    depends_on: Dependency | None = None,
+    job_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Job:
+    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals.
+
+    ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
+    defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata.
+    """
     intervals = list(job_type.retry_intervals)
-    job = queue.enqueue_call(
-        func=job_type.func_path,
-        kwargs=params,
-        timeout=job_type.timeout or settings.job_timeout,
-        result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl,
-        ttl=settings.queued_ttl,
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={"type": job_type.name},
-        description=f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
-    )
+    ttl = settings.queued_ttl
+    if at is not None:  # the queued limit starts when it is due, or a job 30 days ahead would expire unrun
+        ttl += max(0, int((at - datetime.now(UTC)).total_seconds()))
+    options: dict[str, Any] = {
+        "timeout": job_type.timeout or settings.job_timeout,
+        "result_ttl": settings.result_ttl,
+        "failure_ttl": settings.failure_ttl,
+        "ttl": ttl,
+        "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
+        "meta": {"type": job_type.name, **(meta or {})},
+        "description": f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+        "depends_on": depends_on,
+        "job_id": job_id,
+    }
+    if at is None:
+        job = queue.enqueue_call(func=job_type.func_path, kwargs=params, **options)
+    else:
+        job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
+        job = queue.schedule_job(job, at)
     remember(queue.connection, job)
     return job
 
@@ -113,15 +134,34 @@ def cancel_job(connection: Redis, job: Job) -> str:
     """Cancel a waiting job or stop a running one; returns the status it moves to."""
     status = job_status(job)
     if status in ("queued", "scheduled", "deferred"):
-        job.cancel()
+        detach_dependents(connection, job)
+        job.cancel(enqueue_dependents=True)
         return "canceled"
     if status == "started":
         try:
             send_stop_job_command(connection, job.id, serializer=SERIALIZER)
-            return "stopped"
         except InvalidJobOperation:  # it finished between our read and the command
             status = job_status(CatalogJob.fetch(job.id, connection=connection, serializer=SERIALIZER))
+        else:
+            detach_dependents(connection, job)
+            queue = Queue(job.origin, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
+            queue.enqueue_ready_jobs_by_queue(queue.move_dependents_to_ready(job, exclude_job_id=job.id))
+            return "stopped"
     raise NotCancelable(f"The job is already {status}; only waiting or running jobs can be canceled.")
+
+
+def detach_dependents(connection: Redis, job: Job) -> None:
+    """Stop jobs that wait on ``job`` (a batch's aggregate) from waiting for it: it will never finish.
+
+    RQ releases dependents only when a parent finishes or fails; a canceled or stopped parent would hold them
+    deferred until their TTL. The dependents read the parent's final state themselves when they run.
+    """
+    dependent_ids = [i.decode() for i in connection.smembers(job.dependents_key)]
+    if dependent_ids:
+        with connection.pipeline(transaction=False) as pipe:
+            for dependent_id in dependent_ids:
+                pipe.srem(Job(dependent_id, connection=connection).dependencies_key, job.id)
+            pipe.execute()
 
 
 def fetch_job(connection: Redis, job_id: str) -> Job | None:
