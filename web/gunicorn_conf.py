@@ -7,8 +7,10 @@ _settings = Settings.from_env()  # fails loudly, naming the variable, before any
 # Development (make run) listens on loopback only; a platform router needs every interface.
 bind = f"{'127.0.0.1' if _settings.app_env == 'development' else '0.0.0.0'}:{_settings.port}"
 workers = _settings.web_concurrency
-worker_class = "gthread"  # threads keep a slow client or a Redis round trip from blocking the process
-threads = 8
+# gevent: a request waiting on Redis (long-poll ?wait=, a slow client) costs a greenlet, not one of a few threads,
+# so hundreds of long-polls cannot starve /healthz or short requests. See docs/api.md, "Long-poll".
+worker_class = "gevent"
+worker_connections = 1000  # concurrent requests per worker process
 timeout = 30  # Heroku's router gives up after 30 s too
 graceful_timeout = 25  # finish in-flight requests within Heroku's 30 s SIGTERM grace
 keepalive = 5
