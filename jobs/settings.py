@@ -43,6 +43,7 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
+    schedule_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             failure_ttl=_int(env, "FAILURE_TTL", 7 * 24 * 3600, 1, 10**9),
             queued_ttl=_int(env, "QUEUED_TTL", 24 * 3600, 1, 10**9),
             job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
+            schedule_file=env.get("SCHEDULE_FILE") or None,
         )
 
 
