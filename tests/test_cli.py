@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+import cli
 from cli import ProgressLine
 from jobs.settings import PROJECT_ROOT
 from tests.conftest import wait_for_job
@@ -116,12 +117,14 @@ def test_idempotency_key(env, redis):
         (("cancel", "no-such-job"), 1, "expired or never existed"),
     ],
 )
-def test_errors_are_readable_with_exit_status(env, redis, args, code, needle):
-    result = run(env, *args)
-    assert result.returncode == code
-    assert needle in result.stderr and "Traceback" not in result.stderr
-    as_json = run(env, *args, "--json")
-    assert as_json.returncode == code and needle in json.loads(as_json.stdout)["error"]["message"]
+def test_errors_are_readable_with_exit_status(env, redis, monkeypatch, capsys, args, code, needle):
+    for name, value in env.items():  # in-process for speed; the process-level paths are tested above
+        monkeypatch.setenv(name, value)
+    assert cli.main(list(args)) == code
+    captured = capsys.readouterr()
+    assert needle in captured.err and "Traceback" not in captured.err
+    assert cli.main([*args, "--json"]) == code
+    assert needle in json.loads(capsys.readouterr().out)["error"]["message"]
 
 
 def test_redis_down_exits_3(env, tmp_path):

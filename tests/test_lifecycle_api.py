@@ -217,3 +217,24 @@ def test_cancel_needs_post(client):
 def test_aggregate_job_cannot_be_submitted_by_name(client):
     body = {"type": "aggregate_word_counts", "params": {"batch_id": "x", "item_ids": ["y"]}}
     assert_error(client.post("/api/jobs", json=body), 422, "unknown_job_type")
+
+
+def test_cursor_is_stable_when_jobs_share_a_timestamp(client, redis):
+    ids = [submit(client).get_json()["id"] for _ in range(3)]
+    redis.zadd("stack:jobs:recent", {job_id: 1_700_000_000.5 for job_id in ids})  # same score for all
+    seen, cursor = [], ""
+    for _ in range(4):
+        page = client.get(f"/api/jobs?limit=1&cursor={cursor}").get_json()
+        seen += [job["id"] for job in page["jobs"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(ids, reverse=True)  # each once, in a fixed order
+
+
+def test_new_jobs_do_not_shift_later_pages(client):
+    old = [submit(client).get_json()["id"] for _ in range(3)]
+    page = client.get("/api/jobs?limit=2").get_json()
+    submit(client)  # arrives while the client pages
+    rest = client.get(f"/api/jobs?limit=2&cursor={page['next_cursor']}").get_json()
+    assert [job["id"] for job in rest["jobs"]] == [old[0]]
