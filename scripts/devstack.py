@@ -46,6 +46,8 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
 def main() -> int:
     VAR_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
+    # Procfile commands (gunicorn, python) must come from this virtualenv, not whatever is first on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("APP_ENV", "development")
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
@@ -74,7 +76,8 @@ def main() -> int:
             )
         return stack.wait()
     except KeyboardInterrupt:
-        return stack.wait()  # honcho got the same Ctrl-C and stops web and worker
+        stack.wait()  # honcho got the same Ctrl-C and stops web and worker
+        return 0
     finally:
         if redis is not None:
             redis.stop()  # last, so the worker can finish writing its results

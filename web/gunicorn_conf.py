@@ -17,3 +17,4 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 forwarded_allow_ips = "*" if _settings.app_env == "production" else "127.0.0.1"
+control_socket_disable = True  # gunicorn's default control socket path is shared by every instance on the host
