@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
@@ -29,8 +29,12 @@ UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was no
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
 
 
-def connect(settings: Settings, socket_timeout: float | None = 5.0) -> Redis:
-    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging."""
+def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
+    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging.
+
+    ``max_connections`` caps the pool: callers beyond it wait (up to ``socket_timeout``) for a free connection
+    instead of opening more, so hundreds of concurrent web requests share a few connections.
+    """
     options: dict[str, Any] = {
         "socket_connect_timeout": 1.0,
         "socket_timeout": socket_timeout,
@@ -39,7 +43,14 @@ def connect(settings: Settings, socket_timeout: float | None = 5.0) -> Redis:
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
-    return Redis.from_url(settings.redis_url, **options)
+    if max_connections is None:
+        return Redis.from_url(settings.redis_url, **options)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=max_connections, timeout=socket_timeout, **options
+    )
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
 
 
 class CatalogJob(Job):

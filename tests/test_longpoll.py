@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import shlex
 import subprocess
 import sys
 import threading
@@ -17,6 +18,15 @@ from tests.conftest import WorkerProcess
 pytestmark = pytest.mark.integration
 
 WAITERS = 200
+
+
+def procfile_command(process_type: str) -> list[str]:
+    """The Procfile's command for ``process_type``, exactly as production runs it."""
+    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process_type:
+            return shlex.split(command)
+    raise AssertionError(f"no {process_type}: line in the Procfile")
 
 
 def get(port: int, path: str, timeout: float) -> tuple[int, dict, float]:
@@ -37,8 +47,7 @@ def gunicorn(env, redis, tmp_path):
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:web.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-         "web:create_app()"],
+        [sys.executable, "-m", *procfile_command("web"), "--bind", f"127.0.0.1:{port}"],
         cwd=PROJECT_ROOT,
         env={**os.environ, **env, "APP_ENV": "production", "WEB_CONCURRENCY": "2", "PORT": str(port)},
         stdout=log, stderr=subprocess.STDOUT,
@@ -56,6 +65,7 @@ def gunicorn(env, redis, tmp_path):
     process.terminate()
     process.wait(30)
     log.close()
+    assert "MonkeyPatchWarning" not in (tmp_path / "gunicorn.log").read_text()
 
 
 def test_200_waiters_do_not_starve_healthz(gunicorn, client, env, tmp_path, page_server):

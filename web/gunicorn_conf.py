@@ -1,4 +1,8 @@
-"""Production gunicorn settings: PORT and WEB_CONCURRENCY from the environment, sane timeouts."""
+"""Production gunicorn settings: PORT and WEB_CONCURRENCY from the environment, sane timeouts.
+
+Load it by file path (``--config web/gunicorn_conf.py``, as the Procfile does), not as ``python:web.gunicorn_conf``:
+importing the ``web`` package in the master would import redis and urllib3 before gevent monkey-patches ssl.
+"""
 
 from jobs.settings import Settings
 
