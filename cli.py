@@ -1,9 +1,12 @@
-"""Command line for the job stack: submit, status, cancel, list, requeue-failed, stats. Needs only REDIS_URL.
+"""Command line for the job stack: submit, status, cancel, list, requeue-failed, purge, stats. Needs only REDIS_URL.
 
     python -m cli submit https://example.com/ --wait
     python -m cli submit --type count_words_at_url --param url=https://example.com/ --param top=5 --priority high
-    python -m cli status <id> [--wait]        python -m cli cancel <id>
-    python -m cli list --status failed         python -m cli requeue-failed --queue default --error-type FetchTimeout
+    python -m cli status <id> [--wait]
+    python -m cli cancel <id>
+    python -m cli list --status failed
+    python -m cli requeue-failed --queue default --error-type FetchTimeout
+    python -m cli purge --older-than 3 --status failed [--dry-run]
     python -m cli stats
 
 Every command takes --json for scripts. Exit status: 0 done, 1 the job failed or was not found or not cancelable,
@@ -34,6 +37,7 @@ from rq.registry import (
 from jobs import catalog, lifecycle
 from jobs.queues import (
     QUEUE_NAMES,
+    RECENT_KEY,
     SERIALIZER,
     TERMINAL,
     CatalogJob,
@@ -255,6 +259,35 @@ def cmd_requeue_failed(connection: Redis, settings: Settings, args: argparse.Nam
     return 0
 
 
+PURGEABLE = ("failed", "finished", "canceled")
+
+
+def cmd_purge(connection: Redis, settings: Settings, args: argparse.Namespace, out: Output) -> int:
+    """Delete ended jobs older than --older-than days from the chosen queues and states (before their TTL)."""
+    cutoff = time.time() - args.older_than * 86400
+    purged: list[str] = []
+    for name in args.queue or QUEUE_NAMES:
+        for state in args.status or PURGEABLE:
+            registry = REGISTRIES[state](name, connection=connection, job_class=CatalogJob, serializer=SERIALIZER)
+            ids = registry.get_job_ids()
+            for start in range(0, len(ids), 500):  # bounded batches: one round trip per 500 jobs
+                chunk = ids[start:start + 500]
+                for job_id, job in zip(chunk, CatalogJob.fetch_many(chunk, connection=connection,
+                                                                    serializer=SERIALIZER), strict=True):
+                    if job is None:
+                        registry.remove(job_id)  # already expired: tidy the registry
+                        continue
+                    ended = job.ended_at or job.created_at
+                    if ended.timestamp() <= cutoff:
+                        purged.append(job_id)
+                        if not args.dry_run:
+                            job.delete()
+                            connection.zrem(RECENT_KEY, job_id)
+    verb = "would purge" if args.dry_run else "purged"
+    out.emit({"purged": purged, "dry_run": args.dry_run}, lambda d: f"{verb} {len(d['purged'])} job(s)")
+    return 0
+
+
 def stats(connection: Redis) -> dict[str, Any]:
     """Job counts per queue and state, the workers, the scheduler and the clock."""
     queues = make_queues(connection)
@@ -344,6 +377,11 @@ def parser() -> argparse.ArgumentParser:
     requeue = command("requeue-failed", cmd_requeue_failed, "requeue failed jobs")
     requeue.add_argument("--queue", type=_queue, action="append", help="only this queue (repeatable)")
     requeue.add_argument("--error-type", help="only jobs that failed with this error type, e.g. FetchTimeout")
+    purge = command("purge", cmd_purge, "delete ended jobs older than N days, before their TTL would")
+    purge.add_argument("--older-than", type=float, required=True, metavar="DAYS", help="ended at least DAYS ago")
+    purge.add_argument("--status", choices=PURGEABLE, action="append", help="only this state (repeatable)")
+    purge.add_argument("--queue", type=_queue, action="append", help="only this queue (repeatable)")
+    purge.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     command("stats", cmd_stats, "job counts per queue and state, workers, scheduler and clock")
     return root
 

@@ -151,3 +151,22 @@ def test_requeue_failed_by_error_type_and_stats(env, redis, start_worker, page_s
     human = run(env, "stats")
     assert human.returncode == 0
     assert "default" in human.stdout and "cli-test-worker" in human.stdout
+
+
+@pytest.mark.integration
+def test_purge_old_jobs_by_state(env, redis, start_worker, page_server, client):
+    page_server.add("/binary", body=b"\x00", headers=BINARY)
+    ids = [client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": page_server.url(path)}})
+           .get_json()["id"] for path in ("/", "/binary")]
+    worker = start_worker("--burst", "--no-scheduler")
+    assert worker.process.wait(60) == 0
+    finished, failed = ids
+    assert run_json(env, "purge", "--older-than", "1", "--status", "failed")[1]["purged"] == []  # too recent
+    code, dry = run_json(env, "purge", "--older-than", "0", "--status", "failed", "--dry-run")
+    assert (code, dry) == (0, {"purged": [failed], "dry_run": True})
+    assert client.get(f"/api/jobs/{failed}").status_code == 200
+    code, done = run_json(env, "purge", "--older-than", "0", "--status", "failed")
+    assert (code, done["purged"]) == (0, [failed])
+    assert client.get(f"/api/jobs/{failed}").status_code == 404
+    assert client.get(f"/api/jobs/{finished}").get_json()["status"] == "finished"
+    assert [job["id"] for job in client.get("/api/jobs").get_json()["jobs"]] == [finished]
