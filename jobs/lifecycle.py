@@ -171,6 +171,9 @@ def list_jobs(connection: Redis, status: str | None = None, job_type: str | None
         if not entries:
             return found, None
         jobs = CatalogJob.fetch_many([m for _, m in entries], connection=connection, serializer=SERIALIZER)
+        gone = [member for (_, member), job in zip(entries, jobs, strict=True) if job is None]
+        if gone:
+            connection.zrem(RECENT_KEY, *gone)  # expired since: forget them
         for (score, member), job in zip(entries, jobs, strict=True):
             examined += 1
             last = (score, member)

@@ -155,6 +155,7 @@ def test_list_forgets_expired_jobs(client, redis):
     kept = submit(client).get_json()["id"]
     redis.delete(f"rq:job:{gone}")
     assert [job["id"] for job in client.get("/api/jobs").get_json()["jobs"]] == [kept]
+    assert redis.zscore("stack:jobs:recent", gone) is None
 
 
 @pytest.mark.parametrize(

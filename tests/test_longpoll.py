@@ -87,9 +87,10 @@ def test_200_waiters_do_not_starve_healthz(gunicorn, client, env, tmp_path, page
     # With no worker running, the job stays queued: every waiter is holding a request open now.
     assert not answers and not errors
     for _ in range(5):
-        status, body, took = get(gunicorn, "/healthz", 10)
+        status, body, took = get(gunicorn, "/healthz", 15)
         assert (status, body) == (200, {"status": "ok"})
-        assert took < 2.0, f"/healthz took {took:.1f} s with {WAITERS} waiters"  # generous: seconds, not 30 s
+        # Generous for a loaded test machine (bench/bench_longpoll.py measures ~2 ms); starved, it would take ~30 s.
+        assert took < 5.0, f"/healthz took {took:.1f} s with {WAITERS} waiters"
     worker = WorkerProcess(env, ("--no-scheduler",), tmp_path / "worker.log")
     try:
         for thread in threads:

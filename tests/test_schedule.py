@@ -129,7 +129,9 @@ def test_two_clock_processes_run_each_slot_once(env, redis, worker, tmp_path, pa
         clocks[leading].send_signal(signal.SIGTERM)
         assert clocks[leading].wait(15) == 0
         assert until(lambda: redis.get(LEADER_KEY) not in (None, leader.encode())), "nobody took over"
-        time.sleep(2)
+        successor = redis.get(LEADER_KEY).decode()
+        assert until(lambda: successor.encode() in redis.mget(redis.keys(FIRED_PREFIX + "*"))), "no slot after"
+        time.sleep(1)
     finally:
         for clock in clocks:
             clock.send_signal(signal.SIGTERM)
@@ -137,7 +139,7 @@ def test_two_clock_processes_run_each_slot_once(env, redis, worker, tmp_path, pa
     ids = [i.decode() for i in redis.zrange(RECENT_KEY, 0, -1)]
     jobs = [j for j in CatalogJob.fetch_many(ids, connection=redis, serializer=SERIALIZER) if j is not None]
     slots = [job.meta["slot"] for job in jobs if job.meta.get("schedule") == "tick"]
-    assert 4 <= len(slots) <= 10, slots  # about one a second for ~5 s, the hand-over included
+    assert 3 <= len(slots) <= 12, slots  # about one a second for ~5 s, the hand-over included
     assert len(set(slots)) == len(slots), slots  # never twice for one slot
     deadline = time.monotonic() + 30
     while not all(job.get_status() == "finished" for job in jobs) and time.monotonic() < deadline:
