@@ -155,40 +155,38 @@ def list_jobs(connection: Redis, status: str | None = None, job_type: str | None
     cursor to continue from rather than scanning everything. ``next_cursor`` is None at the end of the index.
     """
     after = parse_cursor(cursor)
-    high = repr(after[0]) if after else "+inf"
     found: list[Job] = []
     examined = 0
-    last: tuple[float, str] | None = after
     while examined < LIST_SCAN_BUDGET and len(found) < limit:
-        batch = min(100, LIST_SCAN_BUDGET - examined)
-        # Inclusive of the cursor's score: ties share a score and are ordered by id, newest-first reversed.
-        entries = connection.zrevrangebyscore(RECENT_KEY, high, "-inf", start=0, num=batch + _ties(after),
-                                              withscores=True)
-        entries = [(score, member.decode()) for member, score in entries]
-        if after:
-            entries = [(s, m) for s, m in entries if s < after[0] or (s == after[0] and m < after[1])]
-        entries = entries[:batch]
+        entries = _window(connection, after, min(100, LIST_SCAN_BUDGET - examined))
         if not entries:
             return found, None
         jobs = CatalogJob.fetch_many([m for _, m in entries], connection=connection, serializer=SERIALIZER)
         gone = [member for (_, member), job in zip(entries, jobs, strict=True) if job is None]
         if gone:
             connection.zrem(RECENT_KEY, *gone)  # expired since: forget them
-        for (score, member), job in zip(entries, jobs, strict=True):
+        for entry, job in zip(entries, jobs, strict=True):
             examined += 1
-            last = (score, member)
+            after = entry
             if job is not None and _matches(job, status, job_type):
                 found.append(job)
                 if len(found) == limit:
                     break
-        after = last
-        high = repr(last[0])
-    return found, f"{last[0]!r}:{last[1]}" if last else None
+    return found, f"{after[0]!r}:{after[1]}" if after else None
 
 
-def _ties(after: tuple[float, str] | None) -> int:
-    """Extra entries to read so ones sharing the cursor's score (skipped client-side) don't shorten a batch."""
-    return 0 if after is None else 16
+def _window(connection: Redis, after: tuple[float, str] | None, size: int) -> list[tuple[float, str]]:
+    """Up to ``size`` index entries ``(score, id)`` strictly after the cursor position, newest first.
+
+    The read includes the cursor's own score, because jobs created in the same microsecond share it (Redis
+    orders them by id, descending); those at or before the cursor's id are dropped here.
+    """
+    high, extra = (repr(after[0]), 16) if after else ("+inf", 0)
+    raw = connection.zrevrangebyscore(RECENT_KEY, high, "-inf", start=0, num=size + extra, withscores=True)
+    entries = [(score, member.decode()) for member, score in raw]
+    if after:
+        entries = [(s, m) for s, m in entries if s < after[0] or (s == after[0] and m < after[1])]
+    return entries[:size]
 
 
 def _matches(job: Job, status: str | None, job_type: str | None) -> bool:
