@@ -52,12 +52,10 @@ def test_workers_drain_high_before_default_before_low(client, start_worker, page
 def test_delayed_job_waits_then_runs(client, worker, page_server):
     job = submit(client, page_server.url("/"), delay_seconds=2)
     assert job["status"] == "scheduled"
-    time.sleep(0.5)
-    assert client.get(f"/api/jobs/{job['id']}").get_json()["status"] == "scheduled"
     done = wait_for_job(client, job["id"], timeout=60)
     assert done["status"] == "finished", worker.log()
     waited = _ts(done["started_at"]) - _ts(job["created_at"])
-    assert waited >= 1.5  # not before its time (RQ's scheduler polls every second)
+    assert waited >= 1.9, done  # not before its time, however loaded the machine (RQ's scheduler polls each second)
 
 
 def test_exactly_one_scheduler_among_two_workers(client, redis, start_worker, page_server):
