@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ run: $(VENV)/.runtime  ## start Redis (embedded unless REDIS_URL is set), web an
 
 test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-server and real workers
 	$(BIN)/ruff check .
+	$(BIN)/python -m tests.browser.chromium  # finds Chromium for the browser tests, installing it if missing
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: $(VENV)/.dev  ## re-take the README screenshots in docs/screenshots/ from the browser tests
+	$(BIN)/python -m tests.browser.chromium
+	SCREENSHOT_DIR=docs/screenshots $(BIN)/python -m pytest tests/browser
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -8,6 +8,7 @@ adding it to ``CATALOG`` below.
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
@@ -15,9 +16,8 @@ from typing import Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from jobs.aggregate import aggregate_word_counts
+from jobs.mail import send_email
 from jobs.wordcount import count_words_at_url
-
-DEFAULT_RETRY_INTERVALS = (5, 30, 120)
 
 
 class UnknownJobType(LookupError):
@@ -39,7 +39,7 @@ class JobType:
     name: str
     func: Callable[..., Any]
     schema: type[BaseModel]
-    retry_intervals: tuple[int, ...] = DEFAULT_RETRY_INTERVALS
+    retry_intervals: tuple[int, ...] | None = None  # None: RETRY_INTERVALS from the settings; () never retries
     timeout: int | None = None
     description: str = field(default="")
 
@@ -47,6 +47,14 @@ class JobType:
     def func_path(self) -> str:
         """The dotted path RQ stores in the queue entry; the worker runs only these."""
         return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def describe(self, params: Mapping[str, Any], width: int = 60) -> str:
+        """A short readable label for the dashboard: ``name(key=value, …)`` with long values cut."""
+        parts = []
+        for key, value in params.items():
+            text = json.dumps(value, ensure_ascii=False)
+            parts.append(f"{key}={text if len(text) <= width else text[: width - 1] + '…'}")
+        return f"{self.name}({', '.join(parts)})"
 
     def validate(self, params: Any) -> dict[str, Any]:
         """Return params coerced to the schema, as JSON primitives, or raise InvalidParams."""
@@ -78,7 +86,7 @@ def _field_errors(exc: ValidationError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for error in exc.errors():
         path = ".".join(str(part) for part in error["loc"]) or "params"
-        message = error["msg"]
+        message = error["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own validators
         if error["type"] == "extra_forbidden":
             message = "unknown parameter"
         errors.setdefault(f"params.{path}" if error["loc"] else "params", message)
@@ -89,6 +97,7 @@ CATALOG: dict[str, JobType] = {
     t.name: t
     for t in (
         job_type(count_words_at_url),
+        job_type(send_email, retry_intervals=(30, 120, 600, 1800, 3600)),  # SMTP greylisting wants minutes
     )
 }
 # Internal jobs: workers run them, but they cannot be submitted by name (the batch API enqueues them).

@@ -54,6 +54,14 @@ class ForbiddenJob(PermanentError):
     """A queue entry names a function outside the job catalogue, or cannot be decoded."""
 
 
+class MailRejected(PermanentError):
+    """The SMTP server answered 5xx: a recipient, the sender or the message was refused for good."""
+
+
+class MailConfigError(PermanentError):
+    """Mail cannot be sent as configured: SMTP_URL unset, login refused, TLS unavailable or untrusted."""
+
+
 # Transient
 class DnsError(TransientError):
     """The host name could not be resolved."""
@@ -69,3 +77,11 @@ class FetchTimeout(TransientError):
 
 class HttpServerError(TransientError):
     """The server answered 5xx or 429."""
+
+
+class MailDeferred(TransientError):
+    """The SMTP server answered 4xx (greylisting, rate limit, mailbox busy): try again later."""
+
+
+class MailConnectionError(TransientError):
+    """The SMTP server could not be reached, timed out, or dropped the connection."""

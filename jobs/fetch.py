@@ -308,28 +308,24 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    """An HTTP connection whose socket the deadline watchdog can shut down."""
+class _Watched:
+    """Mixin for a connection whose socket the deadline watchdog can shut down."""
 
     def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.deadline = deadline
 
     def connect(self) -> None:
-        super().connect()
-        self.deadline.watch(self.sock)
+        super().connect()  # type: ignore[misc]
+        self.deadline.watch(self.sock)  # type: ignore[attr-defined]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    """An HTTPS connection whose socket the deadline watchdog can shut down."""
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    """An HTTP connection under the deadline watchdog."""
 
-    def __init__(self, *args: Any, deadline: Deadline, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.deadline = deadline
 
-    def connect(self) -> None:
-        super().connect()
-        self.deadline.watch(self.sock)
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    """An HTTPS connection under the deadline watchdog."""
 
 
 class _PinnedHTTPPool(HTTPConnectionPool):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from jobs import catalog
+from jobs import catalog, events
 from jobs.errors import ForbiddenJob
 from jobs.settings import Settings
 
@@ -94,7 +93,7 @@ def enqueue(
     ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
     defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata.
     """
-    intervals = list(job_type.retry_intervals)
+    intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     ttl = settings.queued_ttl
     if at is not None:  # the queued limit starts when it is due, or a job 30 days ahead would expire unrun
         ttl += max(0, int((at - datetime.now(UTC)).total_seconds()))
@@ -104,8 +103,8 @@ def enqueue(
         "failure_ttl": settings.failure_ttl,
         "ttl": ttl,
         "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
-        "meta": {"type": job_type.name, **(meta or {})},
-        "description": f"{job_type.name}({json.dumps(params, ensure_ascii=False)})",
+        "meta": {"type": job_type.name, **events.request_meta(), **(meta or {})},
+        "description": job_type.describe(params),
         "depends_on": depends_on,
         "job_id": job_id,
     }
@@ -115,6 +114,7 @@ def enqueue(
         job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
         job = queue.schedule_job(job, at)
     remember(queue.connection, job)
+    events.enqueued(job)
     return job
 
 

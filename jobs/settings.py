@@ -5,13 +5,15 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import parse_qsl, unquote, urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
 ENVIRONMENTS = ("production", "development", "testing")
+LOG_FORMATS = ("text", "json")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,6 +45,14 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
+    retry_intervals: tuple[int, ...] = (5, 30, 120)
+    smtp: SmtpServer | None = None  # None: SMTP_URL unset, so send_email fails with a message saying so
+    smtp_timeout: float = 10.0
+    mail_from: str = "noreply@localhost"
+    readyz_require_worker: bool = False
+    metrics_token: str | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
     schedule_file: str | None = None
 
     @classmethod
@@ -69,8 +79,88 @@ class Settings:
             failure_ttl=_int(env, "FAILURE_TTL", 7 * 24 * 3600, 1, 10**9),
             queued_ttl=_int(env, "QUEUED_TTL", 24 * 3600, 1, 10**9),
             job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
+            retry_intervals=_intervals(env, "RETRY_INTERVALS", (5, 30, 120)),
+            smtp=_smtp_server(env),
+            smtp_timeout=_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600.0),
+            mail_from=_mail_from(env),
+            readyz_require_worker=_bool(env, "READYZ_REQUIRE_WORKER", False),
+            metrics_token=_token(env, "METRICS_TOKEN"),
+            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
+            log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
             schedule_file=env.get("SCHEDULE_FILE") or None,
         )
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where send_email delivers: parsed from SMTP_URL (smtp://user:pass@host:port, smtps://, ?starttls=1)."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False  # smtps://: TLS from the first byte
+    starttls: bool = False  # smtp://…?starttls=1: upgrade the plain connection before logging in
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The URL without credentials, safe to print."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        return f"{scheme}://{self.host}:{self.port}" + ("?starttls=1" if self.starttls else "")
+
+
+def _smtp_server(env: Mapping[str, str]) -> SmtpServer | None:
+    url = env.get("SMTP_URL") or ""
+    if not url:
+        return None
+    parsed = urlparse(url)
+    if parsed.scheme not in ("smtp", "smtps"):
+        raise ConfigError("SMTP_URL", f"scheme must be smtp:// or smtps://, got {parsed.scheme or url!r}")
+    if not parsed.hostname:
+        raise ConfigError("SMTP_URL", "no host; use smtp://user:password@host:port")
+    try:
+        port = parsed.port or (465 if parsed.scheme == "smtps" else 25)
+    except ValueError as exc:
+        raise ConfigError("SMTP_URL", str(exc)) from None
+    if parsed.path not in ("", "/"):
+        raise ConfigError("SMTP_URL", f"takes no path, got {parsed.path!r}; use smtp://user:password@host:port")
+    query = dict(parse_qsl(parsed.query, keep_blank_values=True))
+    unknown = sorted(set(query) - {"starttls"})
+    if unknown:
+        raise ConfigError("SMTP_URL", f"unknown option(s) {', '.join(unknown)}; the only one is ?starttls=1")
+    try:
+        starttls = _bool(query, "starttls", False)
+    except ConfigError:
+        raise ConfigError("SMTP_URL", f"starttls must be 1 or 0, got {query['starttls']!r}") from None
+    if starttls and parsed.scheme == "smtps":
+        raise ConfigError("SMTP_URL", "smtps:// is TLS already; ?starttls=1 applies to smtp:// only")
+    if (parsed.username is None) != (parsed.password is None):
+        raise ConfigError("SMTP_URL", "give both a user and a password (smtp://user:password@host), or neither")
+    if parsed.username is not None and parsed.scheme == "smtp" and not starttls and not _is_loopback(parsed.hostname):
+        raise ConfigError("SMTP_URL", "a password would cross the network in clear text: use smtps:// or ?starttls=1")
+    return SmtpServer(
+        host=parsed.hostname,
+        port=port,
+        implicit_tls=parsed.scheme == "smtps",
+        starttls=starttls,
+        username=unquote(parsed.username) if parsed.username is not None else None,
+        password=unquote(parsed.password) if parsed.password is not None else None,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = (env.get("MAIL_FROM") or "noreply@localhost").strip()
+    _, address = parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ConfigError("MAIL_FROM", f"must be an address like noreply@example.com or 'App <noreply@…>', got {raw!r}")
+    return raw
 
 
 def _redis_url(env: Mapping[str, str]) -> str:
@@ -115,6 +205,19 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        values = tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ConfigError(name, f"must be comma-separated whole seconds such as 5,30,120, got {raw!r}") from None
+    if not 0 < len(values) <= 20 or any(not 0 <= v <= 24 * 3600 for v in values):
+        raise ConfigError(name, f"must list 1 to 20 delays of 0 to 86400 seconds, got {raw!r}")
+    return values
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if raw == "":
@@ -142,3 +245,10 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
         except ValueError:
             raise ConfigError(name, f"{part!r} is not a CIDR network such as 127.0.0.0/8") from None
     return tuple(networks)
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
+        raise ConfigError(name, "must be at least 16 printable characters without spaces")
+    return raw

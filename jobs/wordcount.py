@@ -20,8 +20,8 @@ def _web_url(value: str) -> str:
         raise ValueError(str(exc)) from None  # pydantic reports ValueError as a field error
 
 
-WebUrl = Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_web_url)]
-TopN = Annotated[int, Field(ge=1, le=100)]
+WebUrl = Annotated[str, Field(min_length=1, max_length=2048, title="Page URL"), AfterValidator(_web_url)]
+TopN = Annotated[int, Field(ge=1, le=100, title="Top words", description="How many of the commonest words to list.")]
 
 
 @lru_cache(maxsize=1)

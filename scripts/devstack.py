@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.embedded_redis import RedisServer  # noqa: E402
+from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
 from jobs.settings import PROJECT_ROOT, VAR_DIR, ConfigError, Settings  # noqa: E402
 
 
@@ -43,14 +43,37 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
     return False
 
 
+def mail_note(procfile: Path, settings: Settings) -> str:
+    """Where send_email's messages go, for the start-up banner."""
+    if settings.smtp is None:
+        return "SMTP_URL unset: send_email jobs will fail"
+    sink = procfile.name == "Procfile.run"
+    return settings.smtp.url + (" (local sink: each message is saved in var/mail/)" if sink else "")
+
+
+def procfile_with_dev_processes() -> Path:
+    """Procfile plus Procfile.dev (development-only processes such as the mail sink), written under var/."""
+    combined = VAR_DIR / "Procfile.run"
+    parts = [(PROJECT_ROOT / name).read_text().rstrip("\n") for name in ("Procfile", "Procfile.dev")]
+    combined.write_text("\n".join(parts) + "\n")
+    return combined
+
+
 def main() -> int:
     VAR_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
     # Procfile commands (gunicorn, python) must come from this virtualenv, not whatever is first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("APP_ENV", "development")
+    # The Procfile names bare commands (gunicorn, python): find them in this venv even when it is not activated.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("SECRET_KEY", kept_secret("secret_key", 32))
     env.setdefault("DASHBOARD_PASSWORD", kept_secret("dashboard_password", 12))
+    env.setdefault("METRICS_TOKEN", kept_secret("metrics_token", 24))
+    procfile = PROJECT_ROOT / "Procfile"
+    if not env.get("SMTP_URL"):  # no real mail server named: send to the local sink, which saves under var/mail/
+        env["SMTP_URL"] = f"smtp://127.0.0.1:{8025 if port_is_free(8025) else free_port()}"
+        procfile = procfile_with_dev_processes()
     redis = None
     if not env.get("REDIS_URL"):
         redis = RedisServer(VAR_DIR / "redis").start()
@@ -63,7 +86,7 @@ def main() -> int:
     if not port_is_free(settings.port):
         print(f"make run: port {settings.port} is in use; try PORT={settings.port + 1} make run", file=sys.stderr)
         return 2
-    honcho = [str(Path(sys.executable).parent / "honcho"), "start", "-f", "Procfile", "-p", str(settings.port)]
+    honcho = [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(procfile), "-p", str(settings.port)]
     stack = subprocess.Popen(honcho, cwd=PROJECT_ROOT, env=env)
     signal.signal(signal.SIGTERM, lambda *_: stack.terminate())
     try:
@@ -71,7 +94,9 @@ def main() -> int:
         if wait_until_up(url + "healthz", stack):
             print(
                 f"\n  Web:       {url}\n  Dashboard: {url}rq/  (user {settings.dashboard_user}, password "
-                f"{settings.dashboard_password})\n  Redis:     {settings.redis_url}\n  Ctrl-C stops everything.\n",
+                f"{settings.dashboard_password})\n  Metrics:   {url}metrics  (Authorization: Bearer "
+                f"{settings.metrics_token})\n  Redis:     {settings.redis_url}\n"
+                f"  Mail:      {mail_note(procfile, settings)}\n  Ctrl-C stops everything.\n",
                 flush=True,
             )
         return stack.wait()

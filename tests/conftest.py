@@ -47,6 +47,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
         "DASHBOARD_PASSWORD": TEST_PASSWORD,
         "FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
         "FETCH_TIMEOUT": "5",
+        "RETRY_INTERVALS": "1,1",  # 3 attempts a second apart, so retry tests take seconds (default 5,30,120)
     }
 
 
@@ -142,3 +143,19 @@ SAMPLE_PAGE = (
     b"<p>The cat and the hat.</p><p>The <b>c</b>at don't sleep.</p><script>var the = 1;</script>"
     b"</body></html>"
 )
+
+
+@pytest.fixture(scope="session")
+def mail_server():
+    """A real SMTP server (aiosmtpd) in this process, shared by the mail tests."""
+    from tests.mailserver import MailServer
+
+    with MailServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp(mail_server):
+    """The shared SMTP server, with its mailbox and scripted replies reset."""
+    mail_server.reset()
+    return mail_server

@@ -92,7 +92,7 @@ def test_invalid_params_message_names_the_field(client):
 
 
 def test_oversized_body_is_413(client):
-    body = '{"type": "count_words_at_url", "params": {"url": "https://x.org/?' + "a" * 70_000 + '"}}'
+    body = '{"type": "count_words_at_url", "params": {"url": "https://x.org/?' + "a" * 600_000 + '"}}'
     assert_error(client.post("/api/jobs", data=body, content_type="application/json"), 413, "request_entity_too_large")
 
 

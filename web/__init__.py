@@ -23,7 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=_secret_key(settings),
-        MAX_CONTENT_LENGTH=64 * 1024,  # job submissions are small; larger bodies get a 413
+        MAX_CONTENT_LENGTH=512 * 1024,  # a 100 KB send_email body, even \u-escaped; larger bodies get a 413
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.app_env == "production",
@@ -38,13 +38,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, views
+    from web import api, dashboard, errors, health, metrics, request_id, views
+
+    request_id.init_app(app)  # first, so every later hook and log line has the id
 
     csrf.init_app(app)
     csrf.exempt(api.bp)  # the JSON API uses no cookies, so there is no session to forge
     app.register_blueprint(api.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(health.bp)
+    metrics.init_app(app, settings)
     dashboard.init_app(app, settings)
     errors.init_app(app)
     return app

@@ -9,6 +9,7 @@ import rq_dashboard.web
 from flask import Flask, Response, request
 
 from jobs.queues import SERIALIZER
+from jobs.redis_url import client_redis_url
 from jobs.settings import Settings
 
 URL_PREFIX = "/rq"
@@ -20,7 +21,7 @@ def init_app(app: Flask, settings: Settings) -> None:
         return
     # rq-dashboard reads its serializer from a process-global, not from Flask config.
     rq_dashboard.web.config.serializer = SERIALIZER
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", settings.redis_url)
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", client_redis_url(settings))
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     user, password = settings.dashboard_user, settings.dashboard_password

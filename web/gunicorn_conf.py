@@ -1,10 +1,16 @@
 """Production gunicorn settings: PORT and WEB_CONCURRENCY from the environment, sane timeouts.
 
 Load it by file path (``--config web/gunicorn_conf.py``, as the Procfile does), not as ``python:web.gunicorn_conf``:
-importing the ``web`` package in the master would import redis and urllib3 before gevent monkey-patches ssl.
+the ``web`` package would be imported before the monkey-patching below.
 """
 
-from jobs.settings import Settings
+from gevent import monkey
+
+# gevent workers patch the standard library only after the fork, but the master already imports the web package
+# (for logger_class), and with it redis, urllib3 and ssl: patch first, so they get cooperative sockets and ssl.
+monkey.patch_all()
+
+from jobs.settings import Settings  # noqa: E402 - after patching, on purpose
 
 _settings = Settings.from_env()  # fails loudly, naming the variable, before any worker boots
 
@@ -20,5 +26,8 @@ graceful_timeout = 25  # finish in-flight requests within Heroku's 30 s SIGTERM 
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
+loglevel = _settings.log_level.lower()
+logger_class = "web.gunicorn_logging.StackLogger"  # LOG_FORMAT=json makes gunicorn's lines JSON too
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
 forwarded_allow_ips = "*" if _settings.app_env == "production" else "127.0.0.1"
 control_socket_disable = True  # gunicorn's default control socket path is shared by every instance on the host
