@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import BlockingConnectionPool, Redis
@@ -112,10 +112,15 @@ def enqueue(
         job = queue.enqueue_call(func=job_type.func_path, kwargs=params, **options)
     else:
         job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
-        job = queue.schedule_job(job, at)
+        job = queue.schedule_job(job, _whole_second_up(at))
     remember(queue.connection, job)
     events.enqueued(job)
     return job
+
+
+def _whole_second_up(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second: RQ stores due times truncated to the second, which would run early."""
+    return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def remember(connection: Redis, job: Job) -> None:

@@ -239,3 +239,11 @@ def test_new_jobs_do_not_shift_later_pages(client):
     submit(client)  # arrives while the client pages
     rest = client.get(f"/api/jobs?limit=2&cursor={page['next_cursor']}").get_json()
     assert [job["id"] for job in rest["jobs"]] == [old[0]]
+
+
+def test_delayed_job_is_never_due_before_its_time(client, redis):
+    # RQ keeps due times in whole seconds; truncating would let a job run up to a second early.
+    for _ in range(5):
+        before = datetime.now(UTC).timestamp()
+        job = submit(client, delay_seconds=1.5).get_json()
+        assert redis.zscore("rq:scheduled:default", job["id"]) >= before + 1.5
