@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from jobs.aggregate import aggregate_word_counts
 from jobs.mail import send_email
 from jobs.settings import diagnostic_jobs_enabled
 from jobs.wordcount import count_words_at_url
@@ -100,12 +101,16 @@ CATALOG: dict[str, JobType] = {
         job_type(send_email, retry_intervals=(30, 120, 600, 1800, 3600)),  # SMTP greylisting wants minutes
     )
 }
+# Internal jobs: workers run them, but they cannot be submitted by name (the batch API enqueues them).
+INTERNAL: dict[str, JobType] = {
+    t.name: t for t in (job_type(aggregate_word_counts, retry_intervals=()),)
+}
 if diagnostic_jobs_enabled():  # benchmarks and fault-injection tests only
     from jobs import diagnostics
 
     _diag = (diagnostics.noop, diagnostics.sleep, diagnostics.spin, diagnostics.crash_process, diagnostics.hold_memory)
     CATALOG.update({t.name: t for t in (job_type(f, retry_intervals=()) for f in _diag)})
-BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in CATALOG.values()}
+BY_FUNC_PATH: dict[str, JobType] = {t.func_path: t for t in (*CATALOG.values(), *INTERNAL.values())}
 
 
 def get(name: Any) -> JobType:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
 from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job
+from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
 from jobs import catalog, events, metrics
@@ -29,8 +29,12 @@ UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was no
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
 
 
-def connect(settings: Settings, socket_timeout: float | None = 5.0) -> Redis:
-    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging."""
+def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
+    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging.
+
+    ``max_connections`` caps the pool: callers beyond it wait (up to ``socket_timeout``) for a free connection
+    instead of opening more, so hundreds of concurrent web requests share a few connections.
+    """
     options: dict[str, Any] = {
         "socket_connect_timeout": 1.0,
         "socket_timeout": socket_timeout,
@@ -39,7 +43,14 @@ def connect(settings: Settings, socket_timeout: float | None = 5.0) -> Redis:
     }
     if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
         options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
-    return Redis.from_url(settings.redis_url, **options)
+    if max_connections is None:
+        return Redis.from_url(settings.redis_url, **options)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=max_connections, timeout=socket_timeout, **options
+    )
+    client = Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True
+    return client
 
 
 class CatalogJob(Job):
@@ -68,33 +79,59 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
     }
 
 
-def enqueue(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings) -> Job:
-    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals."""
+def enqueue(
+    queue: Queue,
+    job_type: catalog.JobType,
+    params: dict[str, Any],
+    settings: Settings,
+    at: datetime | None = None,
+    depends_on: Dependency | None = None,
+    job_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Job:
+    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals.
+
+    ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
+    defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata.
+    """
     intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
-    # One round trip: RQ's job save, queue push and queue registration, plus our recent index, in one MULTI.
-    with queue.connection.pipeline() as pipe:
-        job = _enqueue_call(queue, job_type, params, settings, intervals, pipe)
-        _index(pipe, job)
-        metrics.count(pipe, metrics.SUBMITTED, job_type.name)  # events.enqueued's counter, in the same round trip
-        pipe.execute()
-    events.emit("enqueued", job)
+    ttl = settings.queued_ttl
+    if at is not None:  # the queued limit starts when it is due, or a job 30 days ahead would expire unrun
+        ttl += max(0, int((at - datetime.now(UTC)).total_seconds()))
+    options: dict[str, Any] = {
+        "timeout": job_type.timeout or settings.job_timeout,
+        "result_ttl": settings.result_ttl,
+        "failure_ttl": settings.failure_ttl,
+        "ttl": ttl,
+        "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
+        "meta": {"type": job_type.name, **events.request_meta(), **(meta or {})},
+        "description": job_type.describe(params),
+        "depends_on": depends_on,
+        "job_id": job_id,
+    }
+    if at is None and depends_on is None:
+        # One round trip: RQ's job save, queue push and queue registration, our recent index and the submitted
+        # counter, in one MULTI (with dependencies RQ must read and watch them first, so that path stays RQ's).
+        with queue.connection.pipeline() as pipe:
+            job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
+            _index(pipe, job)
+            metrics.count(pipe, metrics.SUBMITTED, job_type.name)  # events.enqueued's counter
+            pipe.execute()
+        events.emit("enqueued", job)
+        return job
+    if at is None:
+        job = queue.enqueue_call(func=job_type.func_path, kwargs=params, **options)
+    else:
+        job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
+        job = queue.schedule_job(job, _whole_second_up(at))
+    remember(queue.connection, job)
+    events.enqueued(job)
     return job
 
 
-def _enqueue_call(queue: Queue, job_type: catalog.JobType, params: dict[str, Any], settings: Settings,
-                  intervals: list[int], pipe: Pipeline) -> Job:
-    return queue.enqueue_call(
-        pipeline=pipe,
-        func=job_type.func_path,
-        kwargs=params,
-        timeout=job_type.timeout or settings.job_timeout,
-        result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl,
-        ttl=settings.queued_ttl,
-        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
-        meta={"type": job_type.name, **events.request_meta()},
-        description=job_type.describe(params),
-    )
+def _whole_second_up(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second: RQ stores due times truncated to the second, which would run early."""
+    return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
 
 
 def remember(connection: Redis, job: Job) -> None:
@@ -128,15 +165,34 @@ def cancel_job(connection: Redis, job: Job) -> str:
     """Cancel a waiting job or stop a running one; returns the status it moves to."""
     status = job_status(job)
     if status in ("queued", "scheduled", "deferred"):
-        job.cancel()
+        detach_dependents(connection, job)
+        job.cancel(enqueue_dependents=True)
         return "canceled"
     if status == "started":
         try:
             send_stop_job_command(connection, job.id, serializer=SERIALIZER)
-            return "stopped"
         except InvalidJobOperation:  # it finished between our read and the command
             status = job_status(CatalogJob.fetch(job.id, connection=connection, serializer=SERIALIZER))
+        else:
+            detach_dependents(connection, job)
+            queue = Queue(job.origin, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
+            queue.enqueue_ready_jobs_by_queue(queue.move_dependents_to_ready(job, exclude_job_id=job.id))
+            return "stopped"
     raise NotCancelable(f"The job is already {status}; only waiting or running jobs can be canceled.")
+
+
+def detach_dependents(connection: Redis, job: Job) -> None:
+    """Stop jobs that wait on ``job`` (a batch's aggregate) from waiting for it: it will never finish.
+
+    RQ releases dependents only when a parent finishes or fails; a canceled or stopped parent would hold them
+    deferred until their TTL. The dependents read the parent's final state themselves when they run.
+    """
+    dependent_ids = [i.decode() for i in connection.smembers(job.dependents_key)]
+    if dependent_ids:
+        with connection.pipeline(transaction=False) as pipe:
+            for dependent_id in dependent_ids:
+                pipe.srem(Job(dependent_id, connection=connection).dependencies_key, job.id)
+            pipe.execute()
 
 
 def fetch_job(connection: Redis, job_id: str) -> Job | None:

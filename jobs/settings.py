@@ -65,6 +65,7 @@ class Settings:
     proxy_fix_x_proto: int = 0
     proxy_fix_x_host: int = 0
     ratelimit_submit: str = "60 per minute"
+    schedule_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -105,6 +106,7 @@ class Settings:
             proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, 0, 10),
             proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, 0, 10),
             ratelimit_submit=_rate(env, "RATELIMIT_SUBMIT", "60 per minute"),
+            schedule_file=env.get("SCHEDULE_FILE") or None,
             worker_processes=_int(env, "WORKER_PROCESSES", 0, 0, 256),
             worker_threads=_int(env, "WORKER_THREADS", 0, 0, 1024),
             worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,10 +81,11 @@ class WorkerProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() can also reap its scheduler child
         )
 
     def stop(self, timeout: float = 15.0) -> None:
-        """Warm shutdown (SIGTERM lets a running job finish), then SIGKILL."""
+        """Warm shutdown (SIGTERM lets a running job finish), then SIGKILL for whatever is left of the group."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -91,6 +93,9 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        # A killed worker's scheduler process would live on and keep writing to the next test's Redis.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()
 
     def log(self) -> str:

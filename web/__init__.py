@@ -13,6 +13,7 @@ from jobs.queues import connect, make_queues
 from jobs.settings import ConfigError, Settings
 
 csrf = CSRFProtect()
+WEB_REDIS_CONNECTIONS = 32  # per web process; Redis calls are short, so waiters queue briefly for one
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -31,7 +32,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(overrides)
     app.json.sort_keys = False  # keep the documented field order
 
-    redis = connect(settings, socket_timeout=2.0)
+    # A bounded pool: under gevent, hundreds of concurrent requests (long-polls) share these connections.
+    redis = connect(settings, socket_timeout=2.0, max_connections=WEB_REDIS_CONNECTIONS)
     app.extensions["settings"] = settings
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)

@@ -6,14 +6,15 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
 
-from jobs import catalog
-from jobs.queues import enqueue, fetch_job, job_view
+from jobs import batches, catalog, lifecycle
+from jobs.queues import NotCancelable, cancel_job, fetch_job, job_view
 from web import state
 from web.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
-SUBMIT_FIELDS = {"type", "params"}
+SUBMIT_FIELDS = {"type", "params", "priority", "delay_seconds", "at"}
+BATCH_FIELDS = {"type", "items", "priority"}
 
 
 def json_body() -> dict[str, Any]:
@@ -42,19 +43,135 @@ def validated_job(body: dict[str, Any]) -> tuple[catalog.JobType, dict[str, Any]
         raise ApiError(422, "invalid_params", str(exc)) from None
 
 
+def validated_submission(body: dict[str, Any]) -> lifecycle.Submission:
+    """The whole submission (job, priority, run time), or a 422 naming the problem."""
+    job_type, params = validated_job(body)
+    try:
+        return lifecycle.Submission(
+            job_type, params, lifecycle.parse_priority(body.get("priority")),
+            lifecycle.parse_run_at(body.get("delay_seconds"), body.get("at")),
+        )
+    except lifecycle.InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+
+
 @bp.post("/jobs")
 def submit_job():
-    """Validate and enqueue a job; answer 202 with the job at once."""
-    job_type, params = validated_job(json_body())
-    job = enqueue(state.queues()["default"], job_type, params, state.settings())
+    """Validate and enqueue a job; answer 202 with the job at once (200 with the first job for a reused key)."""
+    body = json_body()
+    submission = validated_submission(body)
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        job, created = lifecycle.submit(state.redis(), state.queues(), submission, state.settings()), True
+    else:
+        if not lifecycle.valid_idempotency_key(key):
+            raise ApiError(400, "bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+        try:
+            job, created = lifecycle.submit_idempotent(
+                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body)
+            )
+        except lifecycle.IdempotencyConflict as exc:
+            raise ApiError(409, "idempotency_conflict", str(exc)) from None
     location = url_for("api.get_job", job_id=job.id)
-    return jsonify(job_view(job)), 202, {"Location": location}
+    return jsonify(job_view(job)), 202 if created else 200, {"Location": location}
+
+
+@bp.get("/jobs")
+def list_jobs():
+    """Recent jobs, newest first: ``?status=&type=&limit=&cursor=``; ``next_cursor`` pages on."""
+    status = request.args.get("status") or None
+    if status is not None and status not in lifecycle.STATUSES:
+        raise ApiError(422, "invalid_request", f"status must be one of {', '.join(lifecycle.STATUSES)}.")
+    limit = _int_arg("limit", 20, 1, lifecycle.LIST_MAX_LIMIT)
+    try:
+        jobs, cursor = lifecycle.list_jobs(
+            state.redis(), status, request.args.get("type") or None, limit, request.args.get("cursor")
+        )
+    except lifecycle.InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    return jsonify(jobs=[job_view(job) for job in jobs], next_cursor=cursor)
 
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):
-    """The job's status, progress, result and error."""
-    job = fetch_job(state.redis(), job_id)
+    """The job's status, progress, result and error; ``?wait=N`` holds the answer until it ends (N ≤ 30 s)."""
+    wait = _float_arg("wait", 0.0, 0.0, lifecycle.MAX_WAIT)
+    if wait > 0:
+        job = lifecycle.wait_for(state.redis(), job_id, wait)
+    else:
+        job = fetch_job(state.redis(), job_id)
     if job is None:
         raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
     return jsonify(job_view(job))
+
+
+@bp.post("/jobs/<job_id>/cancel")
+def cancel(job_id: str):
+    """Cancel a waiting job or stop a running one; 409 if it already ended."""
+    connection = state.redis()
+    job = fetch_job(connection, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
+    try:
+        target = cancel_job(connection, job)
+    except NotCancelable as exc:
+        raise ApiError(409, "not_cancelable", str(exc)) from None
+    if target == "stopped":  # the worker stops it asynchronously; give it a moment so the answer says so
+        job = lifecycle.wait_for(connection, job_id, 5.0) or job
+    else:
+        job = fetch_job(connection, job_id) or job
+    return jsonify(job_view(job))
+
+
+@bp.post("/batches")
+def submit_batch():
+    """Enqueue one job per item and an aggregate that runs when all have ended; 202 with the batch."""
+    body = json_body()
+    unknown = sorted(set(body) - BATCH_FIELDS)
+    if unknown:
+        raise ApiError(422, "invalid_request", f"Unknown field(s): {', '.join(unknown)}.")
+    try:
+        priority = lifecycle.parse_priority(body.get("priority"))
+        job_type, items = batches.validate_items(body.get("type"), body.get("items"))
+    except catalog.UnknownJobType as exc:
+        raise ApiError(422, "unknown_job_type", str(exc)) from None
+    except lifecycle.InvalidRequest as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    record = batches.create_batch(state.redis(), state.queues()[priority], job_type, items, state.settings())
+    view = batches.batch_view(state.redis(), record["id"])
+    return jsonify(view), 202, {"Location": url_for("api.get_batch", batch_id=record["id"])}
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    """The batch's status, its items' ids and statuses, and the aggregate result."""
+    view = batches.batch_view(state.redis(), batch_id)
+    if view is None:
+        raise ApiError(404, "not_found", f"No batch {batch_id!r}: it expired or never existed.")
+    return jsonify(view)
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, "invalid_request", f"{name} must be a whole number from {low} to {high}.") from None
+    if not low <= value <= high:
+        raise ApiError(422, "invalid_request", f"{name} must be a whole number from {low} to {high}.")
+    return value
+
+
+def _float_arg(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # NaN fails this too
+        raise ApiError(422, "invalid_request", f"{name} must be a number of seconds from {low:g} to {high:g}.")
+    return value

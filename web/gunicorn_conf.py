@@ -1,14 +1,26 @@
-"""Production gunicorn settings: PORT and WEB_CONCURRENCY from the environment, sane timeouts."""
+"""Production gunicorn settings: PORT and WEB_CONCURRENCY from the environment, sane timeouts.
 
-from jobs.settings import Settings
+Load it by file path (``--config web/gunicorn_conf.py``, as the Procfile does), not as ``python:web.gunicorn_conf``:
+the ``web`` package would be imported before the monkey-patching below.
+"""
+
+from gevent import monkey
+
+# gevent workers patch the standard library only after the fork, but the master already imports the web package
+# (for logger_class), and with it redis, urllib3 and ssl: patch first, so they get cooperative sockets and ssl.
+monkey.patch_all()
+
+from jobs.settings import Settings  # noqa: E402 - after patching, on purpose
 
 _settings = Settings.from_env()  # fails loudly, naming the variable, before any worker boots
 
 # Development (make run) listens on loopback only; a platform router needs every interface.
 bind = f"{'127.0.0.1' if _settings.app_env == 'development' else '0.0.0.0'}:{_settings.port}"
 workers = _settings.web_concurrency
-worker_class = "gthread"  # threads keep a slow client or a Redis round trip from blocking the process
-threads = 8
+# gevent: a request waiting on Redis (long-poll ?wait=, a slow client) costs a greenlet, not one of a few threads,
+# so hundreds of long-polls cannot starve /healthz or short requests. See docs/api.md, "Long-poll".
+worker_class = "gevent"
+worker_connections = 1000  # concurrent requests per worker process
 timeout = 30  # Heroku's router gives up after 30 s too
 graceful_timeout = 25  # finish in-flight requests within Heroku's 30 s SIGTERM grace
 keepalive = 5

@@ -1,0 +1,102 @@
+"""Batches: many items of one job type, and an aggregate job that runs when every item has ended.
+
+The aggregate depends on the items through RQ's ``Dependency(allow_failure=True)``, so it runs after the last item
+finishes or fails; a canceled or stopped item is detached from it (see ``queues.cancel_job``).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.job import Dependency
+
+from jobs import catalog
+from jobs.lifecycle import InvalidRequest
+from jobs.queues import SERIALIZER, CatalogJob, enqueue, job_status, job_view
+from jobs.settings import Settings
+
+BATCH_PREFIX = "stack:batch:"
+MAX_ITEMS = 100
+AGGREGATORS = {"count_words_at_url": "aggregate_word_counts"}  # job types a batch can hold → their aggregate
+
+
+def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[dict[str, Any]]]:
+    """The job type and each item's cleaned params; raises InvalidRequest or catalog errors naming the item."""
+    job_type = catalog.get(type_name)
+    if job_type.name not in AGGREGATORS:
+        raise InvalidRequest("type", f"batches support {', '.join(sorted(AGGREGATORS))}, not {job_type.name!r}")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
+        raise InvalidRequest("items", f"must be a list of 1 to {MAX_ITEMS} objects")
+    cleaned = []
+    for index, item in enumerate(items):
+        try:
+            cleaned.append(job_type.validate(item))
+        except catalog.InvalidParams as exc:
+            field, message = next(iter(exc.errors.items()))
+            raise InvalidRequest(f"items[{index}]{field.removeprefix('params')}", message) from None
+    return job_type, cleaned
+
+
+def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, items: list[dict[str, Any]],
+                 settings: Settings) -> dict[str, Any]:
+    """Enqueue every item and the aggregate that waits for them; returns the stored batch record."""
+    batch_id = uuid.uuid4().hex
+    item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}) for params in items]
+    aggregate_type = catalog.INTERNAL[AGGREGATORS[job_type.name]]
+    item_ids = [job.id for job in item_jobs]
+    aggregate = enqueue(
+        queue, aggregate_type, {"batch_id": batch_id, "item_ids": item_ids}, settings,
+        depends_on=Dependency(jobs=item_jobs, allow_failure=True), meta={"batch": batch_id},
+    )
+    record = {
+        "id": batch_id, "type": job_type.name, "created_at": _now(), "items": item_ids, "aggregate": aggregate.id,
+    }
+    # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
+    ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
+    connection.set(BATCH_PREFIX + batch_id, json.dumps(record), ex=ttl)
+    return record
+
+
+def batch_view(connection: Redis, batch_id: str) -> dict[str, Any] | None:
+    """The batch's status, item ids and statuses, and the aggregate result; None if unknown or expired."""
+    if not batch_id or len(batch_id) > 64 or not batch_id.isalnum():
+        return None
+    raw = connection.get(BATCH_PREFIX + batch_id)
+    if raw is None:
+        return None
+    record = json.loads(raw)
+    jobs = CatalogJob.fetch_many([*record["items"], record["aggregate"]], connection=connection,
+                                 serializer=SERIALIZER)
+    statuses = [job_status(job) if job is not None else "expired" for job in jobs[:-1]]
+    aggregate = jobs[-1]
+    aggregate_view = job_view(aggregate) if aggregate is not None else None
+    return {
+        "id": record["id"],
+        "type": record["type"],
+        "status": _batch_status(statuses, aggregate_view),
+        "created_at": record["created_at"],
+        "counts": dict(Counter(statuses)),
+        "items": [{"id": item_id, "status": status} for item_id, status in zip(record["items"], statuses, strict=True)],
+        "aggregate_id": record["aggregate"],
+        "result": aggregate_view["result"] if aggregate_view else None,
+        "error": aggregate_view["error"] if aggregate_view else None,
+    }
+
+
+def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:
+    """``finished``/``failed``/``canceled``/``stopped`` once the aggregate ends, else ``running`` or ``queued``."""
+    if aggregate is None:
+        return "expired"
+    if aggregate["status"] in ("finished", "failed", "canceled", "stopped"):
+        return aggregate["status"]
+    return "queued" if all(status in ("queued", "scheduled") for status in statuses) else "running"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
