@@ -122,7 +122,8 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), port=free_port()) as server:
         conn = Redis.from_url(server.url)
-        settings = Settings.from_env({"REDIS_URL": server.url, "APP_ENV": "testing"})
+        unthrottled = {"RATELIMIT_SUBMIT": "100000000 per second"}  # one test client would be rate-limited
+        settings = Settings.from_env({"REDIS_URL": server.url, "APP_ENV": "testing", **unthrottled})
         queues = lambda c: [make_queues(c)[q] for q in QUEUE_NAMES]  # noqa: E731
         common = {"serializer": SERIALIZER, "job_class": ObservedJob}  # what worker.py runs
         stock, _ = per_job(conn, lambda: SimpleWorker(queues(conn), connection=conn, **common), n)

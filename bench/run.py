@@ -329,7 +329,7 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
         lines.append("")
     h = r["http"]
-    lines += ["## HTTP (production gunicorn config: gthread, WEB_CONCURRENCY=2 × 8 threads)", "",
+    lines += ["## HTTP (production gunicorn config, web/gunicorn_conf.py, WEB_CONCURRENCY=2)", "",
               "| endpoint | req/s | gunicorn CPU ms/request | tool |", "|---|---|---|---|",
               f"| GET /readyz (one Redis PING) | {h['get_readyz']['rps']} | "
               f"{h['get_readyz']['gunicorn_cpu_ms_per_request']} | {h['get_readyz']['tool']} |",
