@@ -28,6 +28,7 @@ MAX_WAIT = 30.0
 IDEMPOTENCY_TTL = 24 * 3600
 IDEMPOTENCY_PREFIX = "stack:idempotency:"
 MAX_IDEMPOTENCY_KEY = 255
+LIST_DEFAULT_LIMIT = 20
 LIST_MAX_LIMIT = 100
 LIST_SCAN_BUDGET = 500  # most index entries one list request examines, whatever the filters
 STATUSES = ("queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped")
@@ -92,12 +93,13 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
         raise InvalidRequest("at", f"{at!r} is not an ISO 8601 date-time") from None
     if when.tzinfo is None:
         raise InvalidRequest("at", "needs a zone, e.g. Z or +02:00")
-    when = when.astimezone(UTC)
+    # Compare before converting: 9999-12-31T23:59-23:59 or 0001-01-01T00:00+23:59 lies outside datetime's range
+    # in UTC, so astimezone would raise OverflowError; comparing aware datetimes needs no conversion.
     if when <= now:
         raise InvalidRequest("at", "is in the past")
     if when - now > MAX_AHEAD:
         raise InvalidRequest("at", "is more than 30 days ahead")
-    return when
+    return when.astimezone(UTC)
 
 
 def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
@@ -147,8 +149,8 @@ def parse_cursor(cursor: str | None) -> tuple[float, str] | None:
     return value, job_id
 
 
-def list_jobs(connection: Redis, status: str | None = None, job_type: str | None = None, limit: int = 20,
-              cursor: str | None = None) -> tuple[list[Job], str | None]:
+def list_jobs(connection: Redis, status: str | None = None, job_type: str | None = None,
+              limit: int = LIST_DEFAULT_LIMIT, cursor: str | None = None) -> tuple[list[Job], str | None]:
     """Recent jobs, newest first, matching the filters: ``(jobs, next_cursor)``.
 
     Each call examines at most LIST_SCAN_BUDGET index entries, so a rare filter returns a short page and a

@@ -3,10 +3,12 @@
 import time
 
 import pytest
+import schemathesis
 
 from jobs.aggregate import summarise
 from tests.slowserver import serving
 from tests.test_api import assert_error
+from tests.test_openapi import answer
 
 BINARY = {"Content-Type": "application/octet-stream"}
 TERMINAL_BATCH = {"finished", "failed", "canceled", "stopped", "expired"}
@@ -102,6 +104,8 @@ def test_batch_aggregates_finished_items_and_lists_failed_ones(client, worker, p
     assert failed["url"] == page_server.url("/binary")
     assert failed["id"] == done["items"][2]["id"]
     assert failed["error"]["type"] == "UnsupportedContentType"
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", client.application)  # the result is as documented
+    assert answer(schema, "/api/batches/{batch_id}", "GET", 200, path_parameters={"batch_id": batch["id"]}) == done
 
 
 @pytest.mark.integration

@@ -61,6 +61,8 @@ def future(**delta) -> str:
         ({"at": future(days=31)}, "at"),
         ({"at": "2030-01-01T09:00:00"}, "at"),  # no zone
         ({"at": "next tuesday"}, "at"),
+        ({"at": "9999-12-31T23:59:59-23:59"}, "at"),  # past datetime's range in UTC: was a 500
+        ({"at": "0001-01-01T00:00:00+23:59"}, "at"),
         ({"at": 1893456000}, "at"),
         ({"at": future(hours=1), "delay_seconds": 5}, "at"),
         ({"priority": "urgent"}, "priority"),

@@ -14,7 +14,10 @@ from jobs.settings import Settings
 from web import create_app
 from web.openapi import document
 
-MAX_EXAMPLES = 150  # per operation: bounded so the suite stays fast (about 2 s)
+# Per operation: bounded so the suite stays fast (about 5 s for all operations). Long-polls cannot slow it: a
+# generated job_id never names a real job (ids are UUIDs), and GET /api/jobs/{job_id}?wait=N answers an unknown id at
+# once with a 404; the schema also bounds wait to 0-30 s, so no case could wait longer than the app allows anyway.
+MAX_EXAMPLES = 150
 CHECKS = [
     checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
     checks.response_schema_conformance, checks.response_headers_conformance,
@@ -72,6 +75,41 @@ def test_schemathesis_finds_no_5xx_and_no_response_off_the_schema(env, redis):
     print(f"\nschemathesis: {seen['cases']} cases, {seen['5xx']} responses 5xx; by status: {dict(seen)}")
     assert seen["cases"] >= MAX_EXAMPLES  # it really ran
     assert seen["5xx"] == 0
+    app.extensions["redis"].close()
+
+
+def answer(schema, path: str, method: str, status: int, **data):
+    """Call one operation with explicit data; assert the status and that the answer matches the document."""
+    case = schema[path][method].Case(**data)
+    response = case.call()
+    assert response.status_code == status, response.text
+    case.validate_response(response, checks=CHECKS)
+    return response.json()
+
+
+def test_answers_the_fuzzer_cannot_reach_match_the_document(env, redis):
+    """Replays, conflicts, real jobs and batches: generated data never names an existing job or batch."""
+    app = create_app({"SETTINGS": Settings.from_env(env)})
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    body = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}, "delay_seconds": 600}
+    key = {"Idempotency-Key": "order-1"}
+    job = answer(schema, "/api/jobs", "POST", 202, body=body, headers=key)
+    assert answer(schema, "/api/jobs", "POST", 200, body=body, headers=key)["id"] == job["id"]
+    answer(schema, "/api/jobs", "POST", 409, body={**body, "priority": "high"}, headers=key)
+    answer(schema, "/api/jobs", "POST", 400, body=body, headers={"Idempotency-Key": "caf\u00e9"})
+    answer(schema, "/api/jobs", "POST", 413, body={**body, "params": {"url": "x" * app.config["MAX_CONTENT_LENGTH"]}})
+    page = answer(schema, "/api/jobs", "GET", 200, query={"status": "scheduled", "limit": 1})
+    assert [j["id"] for j in page["jobs"]] == [job["id"]] and page["next_cursor"]
+    ids = {"job_id": job["id"]}
+    waited = answer(schema, "/api/jobs/{job_id}", "GET", 200, path_parameters=ids, query={"wait": 0.2})
+    assert waited["status"] == "scheduled"
+    assert answer(schema, "/api/jobs/{job_id}/cancel", "POST", 200, path_parameters=ids)["status"] == "canceled"
+    answer(schema, "/api/jobs/{job_id}/cancel", "POST", 409, path_parameters=ids)
+    urls = ["https://example.com/", "https://example.org/"]
+    items = [{"url": url} for url in urls]
+    batch = answer(schema, "/api/batches", "POST", 202, body={"type": "count_words_at_url", "items": items})
+    again = answer(schema, "/api/batches/{batch_id}", "GET", 200, path_parameters={"batch_id": batch["id"]})
+    assert again["items"] == batch["items"]
     app.extensions["redis"].close()
 
 

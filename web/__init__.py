@@ -14,6 +14,7 @@ from jobs.settings import ConfigError, Settings
 
 csrf = CSRFProtect()
 WEB_REDIS_CONNECTIONS = 32  # per web process; Redis calls are short, so waiters queue briefly for one
+MAX_BODY_BYTES = 512 * 1024  # a 100 KB send_email body, even \u-escaped; larger bodies get a 413
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -23,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=_secret_key(settings),
-        MAX_CONTENT_LENGTH=512 * 1024,  # a 100 KB send_email body, even \u-escaped; larger bodies get a 413
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.app_env == "production",

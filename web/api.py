@@ -82,7 +82,7 @@ def list_jobs():
     status = request.args.get("status") or None
     if status is not None and status not in lifecycle.STATUSES:
         raise ApiError(422, "invalid_request", f"status must be one of {', '.join(lifecycle.STATUSES)}.")
-    limit = _int_arg("limit", 20, 1, lifecycle.LIST_MAX_LIMIT)
+    limit = _int_arg("limit", lifecycle.LIST_DEFAULT_LIMIT, 1, lifecycle.LIST_MAX_LIMIT)
     try:
         jobs, cursor = lifecycle.list_jobs(
             state.redis(), status, request.args.get("type") or None, limit, request.args.get("cursor")
