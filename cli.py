@@ -25,6 +25,7 @@ from typing import Any, TextIO
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.registry import (
     CanceledJobRegistry,
     DeferredJobRegistry,
@@ -252,7 +253,10 @@ def cmd_requeue_failed(connection: Redis, settings: Settings, args: argparse.Nam
                 job = fetch_job(connection, job_id)
                 if job is None or (job.meta.get("error") or {}).get("type") != args.error_type:
                     continue
-            registry.requeue(job_id)
+            try:
+                registry.requeue(job_id)
+            except (NoSuchJobError, InvalidJobOperation):  # expired since, or another process requeued it first
+                continue
             requeued.append(job_id)
     out.emit({"requeued": requeued}, lambda d: f"requeued {len(d['requeued'])} failed job(s)"
              + "".join(f"\n  {job_id}" for job_id in d["requeued"]))

@@ -115,7 +115,9 @@ def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: S
     redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
     job_id = str(uuid.uuid4())
     claim = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
-    if connection.set(redis_key, claim, nx=True, ex=IDEMPOTENCY_TTL):
+    # A key outliving its job would answer 409 until it expired: it lives no longer than the job can.
+    ttl = min(IDEMPOTENCY_TTL, settings.result_ttl, settings.failure_ttl, settings.queued_ttl)
+    if connection.set(redis_key, claim, nx=True, ex=ttl):
         try:
             return submit(connection, queues, submission, settings, job_id=job_id), True
         except Exception:

@@ -62,8 +62,6 @@ def procfile_with_dev_processes() -> Path:
 def main() -> int:
     VAR_DIR.mkdir(exist_ok=True)
     env = dict(os.environ)
-    # Procfile commands (gunicorn, python) must come from this virtualenv, not whatever is first on PATH.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("APP_ENV", "development")
     # The Procfile names bare commands (gunicorn, python): find them in this venv even when it is not activated.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -75,9 +73,18 @@ def main() -> int:
         env["SMTP_URL"] = f"smtp://127.0.0.1:{8025 if port_is_free(8025) else free_port()}"
         procfile = procfile_with_dev_processes()
     redis = None
-    if not env.get("REDIS_URL"):
-        redis = RedisServer(VAR_DIR / "redis").start()
-        env["REDIS_URL"] = redis.url
+    try:
+        if not env.get("REDIS_URL"):
+            redis = RedisServer(VAR_DIR / "redis").start()
+            env["REDIS_URL"] = redis.url
+        return run_stack(env, procfile)
+    finally:
+        if redis is not None:
+            redis.stop()  # last, so the worker can finish writing its results
+
+
+def run_stack(env: dict[str, str], procfile: Path) -> int:
+    """Check the settings and the port, run the Procfile under honcho, print the banner, wait for Ctrl-C."""
     try:
         settings = Settings.from_env(env)
     except ConfigError as exc:
@@ -103,9 +110,6 @@ def main() -> int:
     except KeyboardInterrupt:
         stack.wait()  # honcho got the same Ctrl-C and stops web and worker
         return 0
-    finally:
-        if redis is not None:
-            redis.stop()  # last, so the worker can finish writing its results
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """The public HTTP contract of the JSON API (real Redis, no worker needed)."""
 
+import contextlib
 import json
 import zlib
 
 import pytest
+from redis import Redis
+from redis.exceptions import ResponseError
 
 from jobs.settings import Settings
 from web import create_app
@@ -117,3 +120,23 @@ def test_redis_down_is_503_json(tmp_path):
 def test_health(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+
+
+def test_deeply_nested_json_is_400_not_500(client):
+    body = "[" * 100_000 + "]" * 100_000  # under the size limit, beyond the JSON parser's recursion
+    assert_error(client.post("/api/jobs", data=body, content_type="application/json"), 400, "bad_request")
+
+
+def test_redis_out_of_memory_is_503(tmp_path, env):
+    from jobs.embedded_redis import RedisServer
+
+    with RedisServer(tmp_path / "full", extra=("maxmemory 2mb",)) as server:
+        filler = Redis.from_url(server.url)
+        with contextlib.suppress(ResponseError):  # noeviction: writes fail once memory is full
+            for n in range(1000):
+                filler.set(f"filler:{n}", "x" * 100_000)
+        filler.close()
+        settings = Settings.from_env({**env, "REDIS_URL": server.url, "DASHBOARD_PASSWORD": ""})
+        client = create_app({"SETTINGS": settings}).test_client()
+        error = assert_error(client.post("/api/jobs", json=VALID), 503, "redis_unavailable")
+        assert "Traceback" not in error["message"]

@@ -21,7 +21,10 @@ def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400 saying what is wrong with it."""
     if not request.is_json:
         raise ApiError(400, "bad_request", "Send a JSON body with Content-Type: application/json.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # absurdly deep nesting: Python's JSON parser gives up, the client gets a 400
+        body = None
     if body is None:
         raise ApiError(400, "bad_request", "The body is not valid JSON.")
     if not isinstance(body, dict):

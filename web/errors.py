@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response, current_app, jsonify, make_response, render_template, request
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 
@@ -19,8 +18,8 @@ class ApiError(Exception):
 def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(RedisConnectionError, _redis_down)
-    app.register_error_handler(RedisTimeoutError, _redis_down)
+    # Down, slow, out of memory (noeviction) or read-only after a failover: the job store can't take the request.
+    app.register_error_handler(RedisError, _redis_down)
     app.register_error_handler(Exception, _unexpected)
 
 

@@ -29,5 +29,5 @@ errorlog = "-"
 loglevel = _settings.log_level.lower()
 logger_class = "web.gunicorn_logging.StackLogger"  # LOG_FORMAT=json makes gunicorn's lines JSON too
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
-forwarded_allow_ips = "*" if _settings.app_env == "production" else "127.0.0.1"
+forwarded_allow_ips = "127.0.0.1"  # proxies are trusted only through PROXY_FIX_* (web/security.py), never by default
 control_socket_disable = True  # gunicorn's default control socket path is shared by every instance on the host

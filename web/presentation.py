@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from jobs import catalog
+from jobs.queues import TERMINAL
 from web import forms, humanize
 from web.charts import BarChart, bar_chart
 
@@ -19,7 +20,6 @@ WORDS_JOB = "count_words_at_url"
 WAITING = frozenset({"queued", "scheduled", "deferred"})
 CANCELABLE = WAITING | {"started"}
 RETRYABLE = frozenset({"failed", "stopped", "canceled"})
-TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
 URL_CHARS = 120
 
 STATUS_LABELS = {
