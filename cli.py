@@ -35,6 +35,7 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
+from clock import LEADER_KEY
 from jobs import catalog, lifecycle
 from jobs.queues import (
     QUEUE_NAMES,
@@ -306,7 +307,7 @@ def stats(connection: Redis) -> dict[str, Any]:
         for w in Worker.all(connection=connection)
     ]
     scheduler = connection.get("rq:scheduler-lock:default")
-    clock = connection.get("stack:clock:leader")
+    clock = connection.get(LEADER_KEY)
     return {
         "queues": counts,
         "workers": workers,

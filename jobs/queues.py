@@ -146,17 +146,6 @@ def _index(pipe: Pipeline, job: Job) -> None:
     pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
 
 
-def recent_jobs(connection: Redis, limit: int = 20, before: float | None = None) -> list[Job]:
-    """Up to ``limit`` recent jobs, newest first, created before ``before`` (a timestamp) if given."""
-    high = f"({before}" if before is not None else "+inf"
-    ids = [i.decode() for i in connection.zrevrangebyscore(RECENT_KEY, high, "-inf", start=0, num=limit)]
-    found = CatalogJob.fetch_many(ids, connection=connection, serializer=SERIALIZER)
-    gone = [job_id for job_id, job in zip(ids, found, strict=True) if job is None]
-    if gone:
-        connection.zrem(RECENT_KEY, *gone)  # expired since: forget them
-    return [job for job in found if job is not None]
-
-
 class NotCancelable(Exception):
     """The job already reached a terminal state."""
 

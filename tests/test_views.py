@@ -181,7 +181,7 @@ def test_home_page_still_works_when_recent_jobs_cannot_be_read(client, monkeypat
     def down(*args, **kwargs):
         raise RedisConnectionError("down")
 
-    monkeypatch.setattr(views, "recent_jobs", down)
+    monkeypatch.setattr(views, "list_jobs", down)
     response = client.get("/")
     assert response.status_code == 200
     assert "Recent jobs cannot be shown right now" in response.get_data(as_text=True)

@@ -14,7 +14,8 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from jobs import catalog
-from jobs.queues import NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view, recent_jobs
+from jobs.lifecycle import list_jobs
+from jobs.queues import NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
 from web import forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
@@ -145,7 +146,7 @@ def _form_page(job_type: catalog.JobType, values: dict[str, str], errors: dict[s
 def _recent() -> list[dict[str, Any]] | None:
     """Rows for the recent-jobs list, or None when Redis cannot be read (the form still works)."""
     try:
-        jobs = recent_jobs(state.redis(), RECENT_LIMIT)
+        jobs, _ = list_jobs(state.redis(), limit=RECENT_LIMIT)
     except RedisError:
         return None
     now = datetime.now(UTC)
