@@ -36,8 +36,8 @@ from rq.registry import (
 )
 
 from clock import LEADER_KEY
-from jobs import catalog, lifecycle
-from jobs.queues import (
+from engine import catalog, lifecycle
+from engine.queues import (
     QUEUE_NAMES,
     RECENT_KEY,
     SERIALIZER,
@@ -50,7 +50,7 @@ from jobs.queues import (
     job_view,
     make_queues,
 )
-from jobs.settings import ConfigError, Settings
+from engine.settings import ConfigError, Settings
 
 URL_JOB = "count_words_at_url"
 REGISTRIES = {

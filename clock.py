@@ -1,4 +1,4 @@
-"""The clock process: enqueues periodic jobs (jobs/schedule.py) once per slot, however many clocks run.
+"""The clock process: enqueues periodic jobs (engine/schedule.py) once per slot, however many clocks run.
 
 One clock leads at a time (a Redis lease it renews every tick; another takes over when it lapses), and each
 slot of each entry is claimed with SET NX before it is enqueued, so even two clocks that both think they lead
@@ -20,9 +20,9 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.scripts import acquire_or_refresh_lock, release_lock
 
-from jobs import catalog, schedule
-from jobs.queues import connect, enqueue, make_queues
-from jobs.settings import ConfigError, Settings
+from engine import catalog, schedule
+from engine.queues import connect, enqueue, make_queues
+from engine.settings import ConfigError, Settings
 
 LEADER_KEY = "stack:clock:leader"
 FIRED_PREFIX = "stack:clock:fired:"

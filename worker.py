@@ -12,15 +12,15 @@ from redis.exceptions import RedisError
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
-from jobs import events, health, logs
-from jobs.errors import ForbiddenJob, JobError, PermanentError, TransientError
-from jobs.executor import ThreadedWorker
-from jobs.handoff import SafeQueue
-from jobs.observed import ObservedJob
-from jobs.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
-from jobs.safe_worker import MONITOR_INTERVAL, SafeWorker, wait_for_redis
-from jobs.settings import ConfigError, Settings
-from jobs.supervisor import Supervisor, die_with_parent
+from engine import events, health, logs
+from engine.errors import ForbiddenJob, JobError, PermanentError, TransientError
+from engine.executor import ThreadedWorker
+from engine.handoff import SafeQueue
+from engine.observed import ObservedJob
+from engine.queues import QUEUE_NAMES, SERIALIZER, UNDECODABLE, CatalogJob, connect, make_queues
+from engine.safe_worker import MONITOR_INTERVAL, SafeWorker, wait_for_redis
+from engine.settings import ConfigError, Settings
+from engine.supervisor import Supervisor, die_with_parent
 
 log = logging.getLogger("worker")
 
@@ -62,7 +62,7 @@ def build_worker(
 ) -> SafeWorker | ThreadedWorker:
     """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs and loses none.
 
-    ``threads`` > 0: a ThreadedWorker running that many jobs at once (see jobs/executor.py, docs/performance.md).
+    ``threads`` > 0: a ThreadedWorker running that many jobs at once (see engine/executor.py, docs/performance.md).
     """
     connection = connect(settings, socket_timeout=None)
     wait_for_redis(connection, log=log)  # a worker started during a Redis outage waits instead of crashing
@@ -84,7 +84,7 @@ def build_worker(
         name=name,
         serializer=SERIALIZER,
         job_class=ObservedJob,  # a CatalogJob that logs and times itself
-        queue_class=SafeQueue,  # claims keep a backup copy until the job starts (jobs/handoff.py)
+        queue_class=SafeQueue,  # claims keep a backup copy until the job starts (engine/handoff.py)
         exception_handlers=[record_error, events.observe_failure],
         job_monitoring_interval=MONITOR_INTERVAL,
     )

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from redis import Redis  # noqa: E402
 
-from jobs.embedded_redis import RedisServer, free_port  # noqa: E402 - needs the path above
-from jobs.settings import PROJECT_ROOT  # noqa: E402
+from engine.embedded_redis import RedisServer, free_port  # noqa: E402 - needs the path above
+from engine.settings import PROJECT_ROOT  # noqa: E402
 
 
 def get(port: int, path: str, timeout: float, method: str = "GET", body: bytes | None = None) -> tuple[int, float]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs import text  # noqa: E402 - needs the path above when run as a script
+from jobs.wordcount import text  # noqa: E402 - needs the path above when run as a script
 
 GOAL_MB_S = 15.0
 GOAL_MEMORY_RATIO = 4.0

@@ -28,11 +28,11 @@ from redis.connection import AbstractConnection  # noqa: E402
 from rq import Queue  # noqa: E402
 from rq.worker import SimpleWorker  # noqa: E402
 
-from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
-from jobs.executor import ThreadedWorker  # noqa: E402
-from jobs.observed import ObservedJob  # noqa: E402
-from jobs.queues import QUEUE_NAMES, SERIALIZER, make_queues  # noqa: E402
-from jobs.settings import Settings  # noqa: E402
+from engine.embedded_redis import RedisServer, free_port  # noqa: E402
+from engine.executor import ThreadedWorker  # noqa: E402
+from engine.observed import ObservedJob  # noqa: E402
+from engine.queues import QUEUE_NAMES, SERIALIZER, make_queues  # noqa: E402
+from engine.settings import Settings  # noqa: E402
 
 WRITES: Counter[str] = Counter()
 
@@ -66,7 +66,7 @@ class InlineThreaded(ThreadedWorker):
 
 def fill(conn: Redis, n: int) -> None:
     queue = make_queues(conn)["default"]
-    data = [Queue.prepare_data("jobs.diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
+    data = [Queue.prepare_data("engine.diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
     with conn.pipeline() as pipe:
         queue.enqueue_many(data, pipeline=pipe)
         pipe.execute()

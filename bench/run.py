@@ -43,7 +43,7 @@ from rq.serializers import JSONSerializer  # noqa: E402
 from rq.worker import Worker  # noqa: E402
 
 from bench import procs  # noqa: E402
-from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
+from engine.embedded_redis import RedisServer, free_port  # noqa: E402
 
 PY = sys.executable
 BIN = Path(PY).parent
@@ -375,7 +375,7 @@ def main() -> int:
 
         # Stock runs os.getpid, a no-op it need not import: with our module, every forked horse would import
         # it again (pydantic and all), which is stock RQ's real cost but not its best case.
-        noop = {"func": "jobs.diagnostics.noop", "kwargs": {}}
+        noop = {"func": "engine.diagnostics.noop", "kwargs": {}}
         result["noop"] = [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
             (ours(1, 32, "ours 1×32"), noop["func"], n(4000)),

@@ -1,1 +1,1 @@
-"""The ground floor: job functions, their catalogue, settings and queue helpers. Never imports Flask."""
+"""Your jobs: one module, or one package when a job has helpers, per job. The engine imports this package by name."""

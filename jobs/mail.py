@@ -18,9 +18,9 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from redis import Redis
 from rq import get_current_job
 
-from jobs.errors import JobError, MailConfigError, MailConnectionError, MailDeferred, MailRejected
-from jobs.progress import Progress
-from jobs.settings import Settings, SmtpServer
+from engine.errors import JobError, MailConfigError, MailConnectionError, MailDeferred, MailRejected
+from engine.progress import Progress
+from engine.settings import Settings, SmtpServer
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT_CHARS = 200

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs.embedded_redis import RedisServer, free_port  # noqa: E402
-from jobs.settings import PROJECT_ROOT, VAR_DIR, ConfigError, Settings  # noqa: E402
+from engine.embedded_redis import RedisServer, free_port  # noqa: E402
+from engine.settings import PROJECT_ROOT, VAR_DIR, ConfigError, Settings  # noqa: E402
 
 
 def kept_secret(name: str, nbytes: int) -> str:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 
-from jobs.settings import VAR_DIR, ConfigError, Settings  # noqa: E402
+from engine.settings import VAR_DIR, ConfigError, Settings  # noqa: E402
 
 
 class SaveToFiles:

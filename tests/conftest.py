@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from jobs.embedded_redis import RedisServer
-from jobs.settings import PROJECT_ROOT, Settings
+from engine.embedded_redis import RedisServer
+from engine.settings import PROJECT_ROOT, Settings
 from web import create_app
 
 TEST_PASSWORD = "dashboard-test-password"

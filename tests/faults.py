@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 
-from jobs.queues import TERMINAL, fetch_job, job_status
+from engine.queues import TERMINAL, fetch_job, job_status
 
 
 class CountingSite:

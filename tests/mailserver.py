@@ -13,7 +13,7 @@ from email.policy import default as default_policy
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from jobs.embedded_redis import free_port
+from engine.embedded_redis import free_port
 
 
 @dataclass(frozen=True)

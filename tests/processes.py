@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from jobs.settings import PROJECT_ROOT
+from engine.settings import PROJECT_ROOT
 
 
 class ProcessGroup:

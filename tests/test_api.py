@@ -8,7 +8,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from jobs.settings import Settings
+from engine.settings import Settings
 from web import create_app
 
 JOB_KEYS = {
@@ -128,7 +128,7 @@ def test_deeply_nested_json_is_400_not_500(client):
 
 
 def test_redis_out_of_memory_is_503(tmp_path, env):
-    from jobs.embedded_redis import RedisServer
+    from engine.embedded_redis import RedisServer
 
     with RedisServer(tmp_path / "full", extra=("maxmemory 2mb",)) as server:
         filler = Redis.from_url(server.url)

@@ -5,7 +5,7 @@ import time
 import pytest
 import schemathesis
 
-from jobs.aggregate import summarise
+from jobs.wordcount.aggregate import summarise
 from tests.slowserver import serving
 from tests.test_api import assert_error
 from tests.test_openapi import answer

@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs import catalog
+from engine import catalog
 from jobs.wordcount import count_words_at_url
 
 

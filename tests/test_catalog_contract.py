@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from jobs import catalog
+from engine import catalog
 
 JOB_TYPES = sorted(catalog.CATALOG.values(), key=lambda t: t.name)
 

@@ -10,7 +10,7 @@ import pytest
 
 import cli
 from cli import ProgressLine
-from jobs.settings import PROJECT_ROOT
+from engine.settings import PROJECT_ROOT
 from tests.conftest import wait_for_job
 
 BINARY = {"Content-Type": "application/octet-stream"}

@@ -4,7 +4,7 @@ import base64
 
 import pytest
 
-from jobs.settings import Settings
+from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from web import create_app
 

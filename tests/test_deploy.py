@@ -8,8 +8,8 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from jobs.embedded_redis import free_port
-from jobs.settings import PROJECT_ROOT
+from engine.embedded_redis import free_port
+from engine.settings import PROJECT_ROOT
 from tests.processes import ProcessGroup, http, venv_env, wait_http_ok, wait_job
 
 TOKEN = "procfile-metrics-token-0123"

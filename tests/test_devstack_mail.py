@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from jobs.settings import PROJECT_ROOT
+from engine.settings import PROJECT_ROOT
 
 
 def load_devstack():

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from jobs import catalog
-from jobs.executor import JobStopped, raise_in_thread, rss_mb
-from jobs.settings import PROJECT_ROOT, ConfigError, Settings, diagnostic_jobs_enabled
+from engine import catalog
+from engine.executor import JobStopped, raise_in_thread, rss_mb
+from engine.settings import PROJECT_ROOT, ConfigError, Settings, diagnostic_jobs_enabled
 
 
 def test_worker_defaults():
@@ -46,7 +46,7 @@ def test_diagnostic_jobs_are_off_unless_asked():
 
 
 def test_diagnostic_jobs_catalogued_when_enabled():
-    code = "from jobs import catalog; print(' '.join(sorted(catalog.CATALOG)))"
+    code = "from engine import catalog; print(' '.join(sorted(catalog.CATALOG)))"
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, env={"DIAGNOSTIC_JOBS": "true"}, capture_output=True, text=True
     )

@@ -18,10 +18,10 @@ import requests
 from redis import Redis
 from werkzeug.serving import make_server
 
-from jobs.embedded_redis import RedisServer
-from jobs.queues import TERMINAL, fetch_job, job_view
-from jobs.recovery import ALIVE_KEY
-from jobs.settings import Settings
+from engine.embedded_redis import RedisServer
+from engine.queues import TERMINAL, fetch_job, job_view
+from engine.recovery import ALIVE_KEY
+from engine.settings import Settings
 from tests.faults import CountingSite, statuses, wait_all_terminal, wait_until
 from web import create_app
 

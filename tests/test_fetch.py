@@ -1,4 +1,4 @@
-"""SSRF-safe fetching (jobs.fetch) against local servers: refusals, pinning, limits, deadlines, errors."""
+"""SSRF-safe fetching (jobs.wordcount.fetch) against local servers: refusals, pinning, limits, deadlines, errors."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 import urllib3
 from urllib3.connectionpool import HTTPSConnectionPool
 
-from jobs import errors, fetch, text
+from engine import errors
+from jobs.wordcount import fetch, text
 from tests.pageserver import ConnectionRecorder, PageServer, deflate_bomb, gzip_bomb
 
 LOOPBACK_1 = ipaddress.ip_network("127.0.0.1/32")

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs import lifecycle
+from engine import lifecycle
 from tests.test_api import VALID, assert_error
 
 

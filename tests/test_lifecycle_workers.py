@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from jobs.settings import Settings
+from engine.settings import Settings
 from tests.conftest import wait_for_job
 from tests.slowserver import serving
 from tests.test_api import assert_error

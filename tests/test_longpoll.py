@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from jobs.embedded_redis import free_port
-from jobs.settings import PROJECT_ROOT
+from engine.embedded_redis import free_port
+from engine.settings import PROJECT_ROOT
 from tests.conftest import WorkerProcess
 
 pytestmark = pytest.mark.integration

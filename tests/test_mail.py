@@ -7,10 +7,17 @@ import socket
 
 import pytest
 
-from jobs import catalog
-from jobs.errors import MailConfigError, MailConnectionError, MailDeferred, MailRejected, PermanentError, TransientError
+from engine import catalog
+from engine.errors import (
+    MailConfigError,
+    MailConnectionError,
+    MailDeferred,
+    MailRejected,
+    PermanentError,
+    TransientError,
+)
+from engine.settings import ConfigError, Settings, SmtpServer
 from jobs.mail import MemoryLedger, RedisLedger, classify, compose, deliver
-from jobs.settings import ConfigError, Settings, SmtpServer
 
 SENDER = "Stack <noreply@example.com>"
 VALID = {"to": ["ada@example.com"], "subject": "Welcome", "body": "Hello Ada."}

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import catalog
-from jobs.embedded_redis import free_port
-from jobs.queues import SERIALIZER, CatalogJob
-from jobs.settings import PROJECT_ROOT
+from engine import catalog
+from engine.embedded_redis import free_port
+from engine.queues import SERIALIZER, CatalogJob
+from engine.settings import PROJECT_ROOT
 from tests.conftest import wait_for_job
 from tests.mailserver import MailServer
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from jobs.errors import MailConfigError
+from engine.errors import MailConfigError
+from engine.settings import Settings
 from jobs.mail import MemoryLedger, compose, deliver
-from jobs.settings import Settings
 from tests.conftest import wait_for_job
 from tests.mailserver import MailServer
 

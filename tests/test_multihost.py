@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from jobs import catalog
-from jobs.embedded_redis import RedisServer, find_redis_server
-from jobs.health import live_workers
-from jobs.queues import connect, enqueue, fetch_job, job_status, make_queues
-from jobs.settings import PROJECT_ROOT, Settings
+from engine import catalog
+from engine.embedded_redis import RedisServer, find_redis_server
+from engine.health import live_workers
+from engine.queues import connect, enqueue, fetch_job, job_status, make_queues
+from engine.settings import PROJECT_ROOT, Settings
 from tests.conftest import SAMPLE_PAGE
 from tests.processes import ProcessGroup, venv_env
 

@@ -15,11 +15,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rq.exceptions import AbandonedJobError
 
-from jobs import catalog, events, health, logs, metrics
-from jobs.embedded_redis import free_port
-from jobs.queues import SERIALIZER, CatalogJob, enqueue, fetch_job, job_status, make_queues
-from jobs.redis_url import client_redis_url
-from jobs.settings import PROJECT_ROOT, ConfigError, Settings
+from engine import catalog, events, health, logs, metrics
+from engine.embedded_redis import free_port
+from engine.queues import SERIALIZER, CatalogJob, enqueue, fetch_job, job_status, make_queues
+from engine.redis_url import client_redis_url
+from engine.settings import PROJECT_ROOT, ConfigError, Settings
 from tests.conftest import wait_for_job
 from web import create_app
 
@@ -265,7 +265,7 @@ def event_lines(text: str) -> list[dict]:
 def test_job_events_as_json_lines_with_the_request_id(client, env, redis, start_worker, page_server, caplog):
     worker = start_worker("--no-scheduler", extra_env={"LOG_FORMAT": "json"})
     refused = f"http://127.0.0.1:{free_port()}/"  # nothing listens there: a transient failure, retried
-    with caplog.at_level(logging.INFO, logger="jobs.events"):
+    with caplog.at_level(logging.INFO, logger="engine.events"):
         ok = client.post("/api/jobs", headers={"X-Request-ID": "req-ok-1"},
                          json={"type": "count_words_at_url", "params": {"url": page_server.url("/")}})
         retry = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": refused}})
@@ -305,10 +305,10 @@ def test_abandoned_job_is_logged_and_counted(redis, settings, caplog):
     for retries_left, expected in ((1, "retried"), (0, "failed")):
         job.retries_left = retries_left
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="jobs.events"):
+        with caplog.at_level(logging.INFO, logger="engine.events"):
             # What StartedJobRegistry.cleanup calls for a job whose worker died mid-run.
             events.observe_failure(job, AbandonedJobError, AbandonedJobError(), None)
-        assert [(r.event, r.error_class, r.request_id) for r in caplog.records if r.name == "jobs.events"] == [
+        assert [(r.event, r.error_class, r.request_id) for r in caplog.records if r.name == "engine.events"] == [
             ("abandoned", "AbandonedJobError", "req-gone"),
             (expected, "AbandonedJobError", "req-gone"),
         ]
@@ -343,10 +343,10 @@ def test_abandoned_job_through_rq_registry_cleanup(redis, settings, caplog, requ
     doomed.prepare_job_execution(job)  # ...and then it is SIGKILLed, so nothing more is written
     registry = make_queues(redis)["default"].started_job_registry
     assert job.id in registry.get_job_ids(cleanup=False)
-    with caplog.at_level(logging.INFO, logger="jobs.events"):
+    with caplog.at_level(logging.INFO, logger="engine.events"):
         # Cleanup as a later worker's maintenance runs it, once the entry's heartbeat has lapsed.
         registry.cleanup(timestamp=time.time() + 3600, exception_handlers=doomed._exc_handlers)
-    lines = [(r.event, r.job_id, r.error_class) for r in caplog.records if r.name == "jobs.events"]
+    lines = [(r.event, r.job_id, r.error_class) for r in caplog.records if r.name == "engine.events"]
     assert lines == [("abandoned", job.id, "AbandonedJobError"), ("retried", job.id, "AbandonedJobError")]
     assert job_status(fetch_job(redis, job.id)) in {"scheduled", "queued"}
     labels = (("error", "AbandonedJobError"), ("type", "count_words_at_url"))

@@ -9,8 +9,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from jobs import catalog
-from jobs.settings import Settings
+from engine import catalog
+from engine.settings import Settings
 from web import create_app
 from web.openapi import document
 

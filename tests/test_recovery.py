@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from jobs import catalog
-from jobs.handoff import HOLD, SafeQueue, claim, intermediate_key
-from jobs.queues import enqueue, fetch_job, job_view, make_queues
-from jobs.recovery import ALIVE_KEY, Reaper
+from engine import catalog
+from engine.handoff import HOLD, SafeQueue, claim, intermediate_key
+from engine.queues import enqueue, fetch_job, job_view, make_queues
+from engine.recovery import ALIVE_KEY, Reaper
 from tests.faults import CountingSite, wait_until
 
 pytestmark = pytest.mark.integration

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from clock import FIRED_PREFIX, LEADER_KEY, Clock
-from jobs import schedule
-from jobs.queues import RECENT_KEY, SERIALIZER, CatalogJob, connect
-from jobs.schedule import Periodic, ScheduleError
-from jobs.settings import PROJECT_ROOT
+from engine import schedule
+from engine.queues import RECENT_KEY, SERIALIZER, CatalogJob, connect
+from engine.schedule import Periodic, ScheduleError
+from engine.settings import PROJECT_ROOT
 
 URL = {"url": "https://example.com/"}
 

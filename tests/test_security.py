@@ -8,8 +8,8 @@ import re
 import pytest
 from rq import Queue
 
-from jobs.queues import SERIALIZER
-from jobs.settings import Settings
+from engine.queues import SERIALIZER
+from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD
 from web import create_app
 

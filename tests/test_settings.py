@@ -2,7 +2,7 @@
 
 import pytest
 
-from jobs.settings import ConfigError, Settings
+from engine.settings import ConfigError, Settings
 from web import create_app
 
 

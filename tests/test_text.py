@@ -1,4 +1,4 @@
-"""The word definition, HTML text extraction and charset decoding (jobs.text)."""
+"""The word definition, HTML text extraction and charset decoding (jobs.wordcount.text)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from jobs import errors, text
+from engine import errors
+from jobs.wordcount import text
 
 WORD_CASES = [
     # (text, expected counts)

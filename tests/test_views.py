@@ -9,8 +9,8 @@ from flask import render_template
 from pydantic import Field
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from jobs import catalog
-from jobs.settings import Settings
+from engine import catalog
+from engine.settings import Settings
 from web import create_app, presentation, views
 
 

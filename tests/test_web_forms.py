@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 import pytest
 from pydantic import Field
 
-from jobs import catalog
+from engine import catalog
 from web import forms
 
 Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[a-z]+$")]

@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
-from jobs.queues import connect, make_queues
-from jobs.settings import ConfigError, Settings
+from engine.queues import connect, make_queues
+from engine.settings import ConfigError, Settings
 
 csrf = CSRFProtect()
 WEB_REDIS_CONNECTIONS = 32  # per web process; Redis calls are short, so waiters queue briefly for one

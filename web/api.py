@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request, url_for
 
-from jobs import batches, catalog, lifecycle
-from jobs.queues import NotCancelable, cancel_job, fetch_job, job_view
+from engine import batches, catalog, lifecycle
+from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
 from web import state
 from web.errors import ApiError
 

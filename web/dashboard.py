@@ -14,9 +14,9 @@ import rq_dashboard.web
 from flask import Flask, Response, request
 from rq.exceptions import NoSuchJobError
 
-from jobs.queues import SERIALIZER
-from jobs.redis_url import client_redis_url
-from jobs.settings import Settings
+from engine.queues import SERIALIZER
+from engine.redis_url import client_redis_url
+from engine.settings import Settings
 
 URL_PREFIX = "/rq"
 MUTATING_GET = {"rq_dashboard.requeue_all"}  # rq-dashboard accepts GET here: a link or <img> could re-queue

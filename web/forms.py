@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobs import catalog
-from jobs.queues import QUEUE_NAMES
+from engine import catalog
+from engine.queues import QUEUE_NAMES
 
 # Form keys the page itself uses; a job parameter with one of these names would collide (a test checks none does).
 RESERVED = frozenset({"type", "priority", "csrf_token"})

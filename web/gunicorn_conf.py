@@ -10,7 +10,7 @@ from gevent import monkey
 # (for logger_class), and with it redis, urllib3 and ssl: patch first, so they get cooperative sockets and ssl.
 monkey.patch_all()
 
-from jobs.settings import Settings  # noqa: E402 - after patching, on purpose
+from engine.settings import Settings  # noqa: E402 - after patching, on purpose
 
 _settings = Settings.from_env()  # fails loudly, naming the variable, before any worker boots
 

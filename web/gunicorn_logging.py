@@ -8,9 +8,9 @@ from typing import Any
 
 from gunicorn import glogging
 
-from jobs import logs
-from jobs.logs import ContextFilter, JsonFormatter
-from jobs.settings import Settings
+from engine import logs
+from engine.logs import ContextFilter, JsonFormatter
+from engine.settings import Settings
 
 ACCESS_FIELDS = {"h": "remote", "m": "method", "U": "path", "q": "query", "s": "status", "B": "bytes",
                  "M": "duration_ms", "a": "user_agent", "{x-request-id}o": "request_id"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from redis.exceptions import RedisError
 
-from jobs.health import live_workers
+from engine.health import live_workers
 from web import state
 
 bp = Blueprint("health", __name__)

@@ -6,8 +6,8 @@ import hmac
 
 from flask import Blueprint, Flask, Response, request
 
-from jobs import metrics
-from jobs.settings import Settings
+from engine import metrics
+from engine.settings import Settings
 from web import state
 
 bp = Blueprint("metrics", __name__)

@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import Blueprint, jsonify
 
-from jobs import batches, catalog, lifecycle
-from jobs.queues import QUEUE_NAMES
+from engine import batches, catalog, lifecycle
+from engine.queues import QUEUE_NAMES
 from web import MAX_BODY_BYTES, state
 
 bp = Blueprint("openapi", __name__)

@@ -1,6 +1,6 @@
 """What the job pages show, worked out from a job's public view: labels, timings, progress, errors and results.
 
-Pure functions of the API view (``jobs.queues.job_view``) and a clock, so every wording is unit-tested;
+Pure functions of the API view (``engine.queues.job_view``) and a clock, so every wording is unit-tested;
 templates only place the pieces.
 """
 
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jobs import catalog
-from jobs.queues import TERMINAL
+from engine import catalog
+from engine.queues import TERMINAL
 from web import forms, humanize
 from web.charts import BarChart, bar_chart
 
@@ -33,7 +33,7 @@ STATUS_LABELS = {
     "stopped": "Stopped",
 }
 STAGE_LABELS = {"downloading": "Downloading the page", "counting": "Counting words"}
-# Error types (jobs/errors.py and the worker's records) in plain words; the job's own message follows.
+# Error types (engine/errors.py and the worker's records) in plain words; the job's own message follows.
 ERROR_HEADLINES = {
     "InvalidUrl": "That is not a web address we can fetch.",
     "RefusedAddress": "That address is not allowed.",

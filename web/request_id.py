@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, g, request
 
-from jobs import logs
+from engine import logs
 
 
 def init_app(app: Flask) -> None:

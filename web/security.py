@@ -12,8 +12,8 @@ from flask_limiter.util import get_remote_address
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from jobs.recovery import eviction_warning
-from jobs.settings import Settings
+from engine.recovery import eviction_warning
+from engine.settings import Settings
 from web.errors import error_response
 
 CSP = (

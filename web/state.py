@@ -6,7 +6,7 @@ from flask import current_app
 from redis import Redis
 from rq import Queue
 
-from jobs.settings import Settings
+from engine.settings import Settings
 
 
 def redis() -> Redis:

@@ -13,9 +13,9 @@ from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
-from jobs import catalog
-from jobs.lifecycle import list_jobs
-from jobs.queues import NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
+from engine import catalog
+from engine.lifecycle import list_jobs
+from engine.queues import NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
 from web import forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)

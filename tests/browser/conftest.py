@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.embedded_redis import RedisServer, free_port
-from jobs.settings import PROJECT_ROOT
+from engine.embedded_redis import RedisServer, free_port
+from engine.settings import PROJECT_ROOT
 from tests.browser import chromium
 from tests.browser.pages import Pages
 from tests.conftest import TEST_PASSWORD, WorkerProcess

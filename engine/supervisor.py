@@ -26,7 +26,7 @@ from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
 from rq.utils import parse_composite_key
 from rq.worker import SimpleWorker
 
-from jobs.executor import RECYCLE
+from engine.executor import RECYCLE
 
 log = logging.getLogger("worker.supervisor")
 

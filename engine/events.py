@@ -1,6 +1,6 @@
 """One log line per job event (enqueued, started, finished, retried, failed, abandoned), and its metrics.
 
-The web side calls ``enqueued``; the worker runs jobs as ``jobs.observed.ObservedJob`` (started, finished) and has
+The web side calls ``enqueued``; the worker runs jobs as ``engine.observed.ObservedJob`` (started, finished) and has
 ``observe_failure`` as an exception handler, which RQ also calls for jobs abandoned by a dead worker.
 Metrics writes never fail a job: Redis trouble there is logged and the job goes on.
 """
@@ -14,9 +14,9 @@ from redis.exceptions import RedisError
 from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
-from jobs import logs, metrics
+from engine import logs, metrics
 
-log = logging.getLogger("jobs.events")
+log = logging.getLogger("engine.events")
 UNKNOWN_TYPE = "unknown"  # a forged queue entry has no catalogued type
 
 

@@ -15,10 +15,10 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
-from jobs.aggregate import aggregate_word_counts
+from engine.settings import diagnostic_jobs_enabled
 from jobs.mail import send_email
-from jobs.settings import diagnostic_jobs_enabled
 from jobs.wordcount import count_words_at_url
+from jobs.wordcount.aggregate import aggregate_word_counts
 
 
 class UnknownJobType(LookupError):
@@ -106,7 +106,7 @@ INTERNAL: dict[str, JobType] = {
     t.name: t for t in (job_type(aggregate_word_counts, retry_intervals=()),)
 }
 if diagnostic_jobs_enabled():  # benchmarks and fault-injection tests only
-    from jobs import diagnostics
+    from engine import diagnostics
 
     _diag = (diagnostics.noop, diagnostics.sleep, diagnostics.spin, diagnostics.crash_process, diagnostics.hold_memory)
     CATALOG.update({t.name: t for t in (job_type(f, retry_intervals=()) for f in _diag)})

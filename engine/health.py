@@ -50,7 +50,7 @@ def check_local_worker(
     being on this host, its process is still running."""
     hostname = hostname or socket.gethostname()
     candidates = [
-        # A supervised worker's processes are named "<name>.<slot>.<generation>" (jobs/supervisor.py).
+        # A supervised worker's processes are named "<name>.<slot>.<generation>" (engine/supervisor.py).
         w for w in live_workers(connection)
         if (w.name == name or w.name.startswith(f"{name}.") if name else w.hostname == hostname)
     ]

@@ -1,7 +1,7 @@
 """``RecoveryMixin``: what makes an RQ worker class lose no job (mix it in front of Worker or a subclass).
 
-- a liveness beacon (jobs.recovery) so an abandoned job is re-run within seconds, not after RQ's 10 minutes;
-- claims through ``SafeQueue`` (jobs.handoff), and a SIGTERM while a claim is held returns the job unstarted;
+- a liveness beacon (engine.recovery) so an abandoned job is re-run within seconds, not after RQ's 10 minutes;
+- claims through ``SafeQueue`` (engine.handoff), and a SIGTERM while a claim is held returns the job unstarted;
 - SIGTERM: stop taking jobs, let the running one finish for ``shutdown_grace`` seconds, then stop it and put
   it back at the front of its queue (HerokuWorker semantics without spending a retry);
 - Redis outages: the loop waits for Redis instead of quitting, and resumes by itself.
@@ -24,8 +24,8 @@ from rq.job import JobStatus
 from rq.worker import WorkerStatus
 from rq.worker.worker_classes import Worker
 
-from jobs import recovery
-from jobs.handoff import HOLD, give_back
+from engine import recovery
+from engine.handoff import HOLD, give_back
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 SHUTDOWN_GRACE = 20  # seconds; Heroku SIGKILLs 30 s after SIGTERM, and the check runs every monitoring tick
@@ -107,7 +107,7 @@ class RecoveryMixin:
             HOLD.clear()
 
     def prepare_job_execution(self, job, remove_from_intermediate_queue: bool = False) -> None:
-        # Every claim goes through a backup list (jobs.handoff), not only single-queue ones: drop it on start.
+        # Every claim goes through a backup list (engine.handoff), not only single-queue ones: drop it on start.
         super().prepare_job_execution(job, remove_from_intermediate_queue=True)
 
     def maintain_heartbeats(self, job, execution):

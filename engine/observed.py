@@ -7,8 +7,8 @@ from typing import Any
 
 from rq.utils import now
 
-from jobs import events, logs, metrics
-from jobs.queues import CatalogJob
+from engine import events, logs, metrics
+from engine.queues import CatalogJob
 
 
 class ObservedJob(CatalogJob):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.settings import Settings
+from engine.settings import Settings
 
 
 def client_redis_url(settings: Settings) -> str:

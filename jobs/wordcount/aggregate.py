@@ -14,7 +14,7 @@ TOP = 20
 
 def aggregate_word_counts(batch_id: str, item_ids: ItemIds) -> dict[str, Any]:
     """Sum the word counts of a batch's finished items, merge their top words, list the failed items."""
-    from jobs.queues import SERIALIZER, CatalogJob, job_error, job_status  # queues imports the catalogue
+    from engine.queues import SERIALIZER, CatalogJob, job_error, job_status  # queues imports the catalogue
 
     job = get_current_job()
     connection = job.connection if job is not None else None

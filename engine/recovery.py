@@ -25,8 +25,8 @@ from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
-from jobs.handoff import give_back, intermediate_key
-from jobs.queues import QUEUE_NAMES, SERIALIZER, CatalogJob
+from engine.handoff import give_back, intermediate_key
+from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob
 
 log = logging.getLogger("rq.worker.recovery")  # under RQ's handler
 

@@ -16,10 +16,10 @@ from redis import Redis
 from rq import Queue
 from rq.job import Dependency
 
-from jobs import catalog
-from jobs.lifecycle import InvalidRequest
-from jobs.queues import SERIALIZER, CatalogJob, enqueue, job_status, job_view
-from jobs.settings import Settings
+from engine import catalog
+from engine.lifecycle import InvalidRequest
+from engine.queues import SERIALIZER, CatalogJob, enqueue, job_status, job_view
+from engine.settings import Settings
 
 BATCH_PREFIX = "stack:batch:"
 MAX_ITEMS = 100

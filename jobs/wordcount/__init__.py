@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from jobs import fetch, text
-from jobs.errors import InvalidUrl
-from jobs.progress import Progress
-from jobs.settings import Settings
+from engine.errors import InvalidUrl
+from engine.progress import Progress
+from engine.settings import Settings
+from jobs.wordcount import fetch, text
 
 
 def _web_url(value: str) -> str:

@@ -15,9 +15,9 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from jobs import catalog, events, metrics
-from jobs.errors import ForbiddenJob
-from jobs.settings import Settings
+from engine import catalog, events, metrics
+from engine.errors import ForbiddenJob
+from engine.settings import Settings
 
 QUEUE_NAMES = ("high", "default", "low")  # workers drain them in this order
 SERIALIZER = JSONSerializer

@@ -51,8 +51,8 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from jobs import errors
-from jobs.text import is_countable, media_type
+from engine import errors
+from jobs.wordcount.text import is_countable, media_type
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

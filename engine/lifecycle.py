@@ -18,9 +18,9 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from jobs import catalog
-from jobs.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
-from jobs.settings import Settings
+from engine import catalog
+from engine.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
+from engine.settings import Settings
 
 DEFAULT_PRIORITY = "default"
 MAX_AHEAD = timedelta(days=30)

@@ -21,8 +21,8 @@ from typing import Any
 
 from croniter import croniter
 
-from jobs import catalog
-from jobs.queues import QUEUE_NAMES
+from engine import catalog
+from engine.queues import QUEUE_NAMES
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FIELDS = {"name", "type", "params", "every", "cron", "priority"}
