@@ -1,1 +1,7 @@
-"""The engine: everything that queues, runs and watches jobs. Jobs live in ``jobs/`` and import only its public API."""
+"""The engine: everything that queues, runs and watches jobs. ``jobs/`` holds the jobs and uses only this API."""
+
+from engine.catalog import job
+from engine.errors import JobError, PermanentError, TransientError
+from engine.progress import Progress
+
+__all__ = ["JobError", "PermanentError", "Progress", "TransientError", "job"]

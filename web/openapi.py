@@ -300,7 +300,7 @@ def cancel_job() -> dict[str, Any]:
 
 def submit_batch(defs: dict[str, Any]) -> dict[str, Any]:
     """POST /api/batches."""
-    bodies = [batch_submission(catalog.CATALOG[name], defs) for name in batches.AGGREGATORS]
+    bodies = [batch_submission(job_type, defs) for job_type in batches.batchable()]
     return {
         "operationId": "submitBatch",
         "summary": "Enqueue one job per item and an aggregate that runs when every item has ended",

@@ -20,7 +20,6 @@ from web import forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
 
-DEFAULT_TYPE = "count_words_at_url"
 RECENT_LIMIT = 10
 
 
@@ -118,9 +117,10 @@ def navigation() -> dict[str, Any]:
 
 
 def _chosen_type(name: str | None) -> catalog.JobType:
-    """The job type a form is for: the one named, else the default; an unknown name is a 404."""
+    """The job type a form is for: the one named, else the first anyone may submit; an unknown name is a 404."""
     if not name:
-        return catalog.CATALOG.get(DEFAULT_TYPE) or next(iter(catalog.CATALOG.values()))
+        everyone = [t for t in catalog.CATALOG.values() if t.access == "public"]
+        return (everyone or list(catalog.CATALOG.values()))[0]
     if name not in catalog.CATALOG:
         abort(404, description=f"There is no job type {name!r}.")
     return catalog.CATALOG[name]
@@ -137,8 +137,8 @@ def _form_page(job_type: catalog.JobType, values: dict[str, str], errors: dict[s
         values=values,
         errors=errors,
         recent=_recent(),
-        heading=presentation.form_heading(job_type.name),
-        submit_text=presentation.submit_text(job_type.name),
+        heading=presentation.form_heading(job_type),
+        submit_text=job_type.submit_label,
         label=forms.label,
     )
 
