@@ -226,6 +226,12 @@ def get(name: Any) -> JobType:
     return CATALOG[name]
 
 
+def default_type() -> JobType:
+    """The job type forms and the CLI offer first: the first that anyone may submit, else the first."""
+    types = list(CATALOG.values())
+    return next((t for t in types if t.access == "public"), types[0])
+
+
 def check_settings() -> None:
     """Read every job's own settings now, so a bad value stops start-up (ConfigError names the variable)."""
     for entry in load().by_path.values():

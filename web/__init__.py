@@ -12,10 +12,10 @@ from flask_wtf.csrf import CSRFProtect
 from engine import catalog
 from engine.queues import connect, make_queues
 from engine.settings import ConfigError, Settings
+from web.errors import MAX_BODY_BYTES
 
 csrf = CSRFProtect()
 WEB_REDIS_CONNECTIONS = 32  # per web process; Redis calls are short, so waiters queue briefly for one
-MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

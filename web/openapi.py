@@ -14,7 +14,8 @@ from flask import Blueprint, jsonify
 
 from engine import batches, catalog, lifecycle
 from engine.queues import QUEUE_NAMES
-from web import MAX_BODY_BYTES, state
+from web import state
+from web.errors import MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
 

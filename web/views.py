@@ -119,8 +119,7 @@ def navigation() -> dict[str, Any]:
 def _chosen_type(name: str | None) -> catalog.JobType:
     """The job type a form is for: the one named, else the first anyone may submit; an unknown name is a 404."""
     if not name:
-        everyone = [t for t in catalog.CATALOG.values() if t.access == "public"]
-        return (everyone or list(catalog.CATALOG.values()))[0]
+        return catalog.default_type()
     if name not in catalog.CATALOG:
         abort(404, description=f"There is no job type {name!r}.")
     return catalog.CATALOG[name]

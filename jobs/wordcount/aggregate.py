@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from engine import job
-from engine.batches import ended_items
+from engine import ended_items, job
 
 ItemIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100)]
 TOP = 20

@@ -1,6 +1,6 @@
 """Why a page could not be counted: each error says whether a retry may help and how the job page headlines it."""
 
-from engine.errors import JobError, PermanentError, TransientError
+from engine import JobError, PermanentError, TransientError
 
 __all__ = [
     "DnsError", "FetchConnectionError", "FetchTimeout", "HttpClientError", "HttpServerError", "InvalidUrl",
