@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SYSTEM_NAMES = ("chromium", "chromium-browser")
-# Exactly the flags the issue asks for; Playwright adds --headless and a fresh temporary --user-data-dir itself.
+# The flags a closed network needs (no background connections); Playwright adds --headless and a fresh
+# temporary --user-data-dir itself.
 LAUNCH_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
