@@ -11,9 +11,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from engine.errors import headline
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import TEST_PASSWORD
-from web.presentation import ERROR_HEADLINES
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -136,7 +136,7 @@ def test_failed_job_shows_its_error_and_try_again_submits_a_new_job(page, stack)
     job = api_job(page, stack, job_id)
     error = page.locator("#error")
     expect(error).to_be_visible()
-    expect(error.locator("h2")).to_have_text(ERROR_HEADLINES.get(job["error"]["type"], "The job failed."))
+    expect(error.locator("h2")).to_have_text(headline(job["error"]["type"]))
     expect(error).to_contain_text(job["error"]["message"], ignore_case=True)
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
     try_again = page.get_by_role("button", name="Try again")
@@ -214,7 +214,7 @@ def test_cancel_a_queued_job_and_stop_a_running_one(page, stack):
     expect(page.locator("#status")).to_have_text("Running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status")).to_have_text("Stopped")
-    expect(page.locator("#error h2")).to_have_text(ERROR_HEADLINES["Stopped"])
+    expect(page.locator("#error h2")).to_have_text(headline("Stopped"))
     blocker.release()
 
 
