@@ -35,6 +35,7 @@ from __future__ import annotations
 import re
 from functools import cache
 from html.entities import html5 as _NAMED_REFERENCES
+from itertools import repeat
 
 # Elements that start a new line or box when rendered: a word never continues across their edges. Anything
 # else (a, b, span, em, custom elements...) is inline, CSS's initial display. html, head and body are left
@@ -70,6 +71,18 @@ _TAG_PREFIX = re.compile(r"<(/?)([A-Za-z][^\t\n\f\r />]*+)")
 _UNITS = re.compile(_TAG_BODY)
 _OPEN_QUOTE = re.compile(rf"[^\t\n\f\r />][^\t\n\f\r />=]*+{_W}*+={_W}*+([\"'])")
 
+# The fast path: a tag whose name is plain (U+212A lowercases to an ASCII "k") and that needs no mode change.
+# Trying ">" right after the name first makes attribute-less tags, the commonest, twice as quick to match.
+_SIMPLE_TAG = re.compile(rf"</?([A-Za-z][^\t\n\f\r />\u212a]*+)(?:>|{_TAG_BODY}/?>)")
+_SEPARATORS = {name: " " for name in BLOCK_TAGS}
+_SPECIAL = re.compile(
+    rf"<(?:[!?]|/(?![A-Za-z])|/?(?:script|style|noscript|iframe|noembed|noframes|xmp|title|textarea|plaintext"
+    rf"|template|svg|math)(?={_W}|/|>))",
+    re.IGNORECASE | re.ASCII,
+)
+_TAG_START = re.compile(r"</?[A-Za-z]")
+_SIMPLE_RUN_MIN = 256  # shorter stretches go token by token
+
 _COMMENT_END = re.compile(r"--!?>")
 _CDATA_END = "]]>"
 _SCRIPT_DATA = re.compile(rf"<!--|</script(?={_W}|/|>)", re.IGNORECASE | re.ASCII)
@@ -100,12 +113,14 @@ class VisibleText:
         self._quote = '"'
         self._templates = 0  # open <template> elements: their content is never rendered
         self._foreign = 0  # open svg/math elements, where <![CDATA[ starts text rather than a comment
+        self._exact_until = 0
 
     def feed(self, chunk: str, final: bool = False) -> str:
         """Consume a chunk (``final`` for the last one) and return the visible text settled so far."""
         buf = self._pending + chunk if self._pending else chunk
         out: list[str] = []
         pos, size = 0, len(buf)
+        self._exact_until = 0  # set when the fast path must leave a stretch to the exact tokenizer
         while pos < size:
             mode = self._mode
             new = _HANDLERS[mode](self, buf, pos, out, final)
@@ -128,28 +143,52 @@ class VisibleText:
         out.append(text)
 
     def _data(self, buf: str, pos: int, out: list[str], final: bool) -> int:
-        """The data state: text up to each '<', then the markup that follows it."""
-        find, match = buf.find, _TAG.match
-        size = len(buf)
+        """The data state: long runs of text and simple tags at C speed, anything else token by token."""
         while True:
-            lt = find("<", pos)
-            if lt < 0:
-                end = size if final else _settled_text_end(buf, pos, size)
-                self._text(out, buf[pos:end])
-                return end
-            if lt > pos:
-                self._text(out, buf[pos:lt])
-            tag = match(buf, lt)
-            if tag is not None:
-                pos = tag.end()
-                end_tag, name, self_closing = tag.group(1, 2, 3)
-                if self._on_tag(bool(end_tag), _ascii_lower(name), bool(self_closing), out):
-                    return pos  # the tag switched the tokenizer to another mode
-                continue
-            after = self._markup(buf, lt, out, final)
-            if after == lt or self._mode != _DATA:
-                return after
-            pos = after
+            if pos >= self._exact_until and not self._foreign:
+                pos = self._simple_run(buf, pos, out, final)
+            new = self._token(buf, pos, out, final)
+            if new == pos or self._mode != _DATA:
+                return new
+            pos = new
+
+    def _simple_run(self, buf: str, pos: int, out: list[str], final: bool) -> int:
+        """Settle text and block/inline tags up to the next special construct with a few C-level passes."""
+        special = _SPECIAL.search(buf, pos)
+        stop = special.start() if special is not None else len(buf)
+        if not final:
+            stop = min(stop, buf.rfind("<", pos))  # the last tag may be cut off: _token settles it
+        if stop - pos < _SIMPLE_RUN_MIN:
+            return pos
+        region = buf[pos:stop]
+        parts = _SIMPLE_TAG.split(region)
+        # Inline tags become NUL while references are decoded ("&am<b>p;" is not "&amp;"), then vanish,
+        # as NULs in text do in a tree builder.
+        filler = "\0" if "&" in region else ""
+        parts[1::2] = map(_SEPARATORS.get, map(str.lower, parts[1::2]), repeat(filler))
+        text = "".join(parts)
+        if "<" in text and _TAG_START.search(text):  # a tag the simple pattern could not close (a stray quote)
+            self._exact_until = stop
+            return pos
+        self._text(out, text)
+        return stop
+
+    def _token(self, buf: str, pos: int, out: list[str], final: bool) -> int:
+        """Text up to the next '<' and the markup there; return pos itself when more input is needed."""
+        lt = buf.find("<", pos)
+        if lt < 0:
+            end = len(buf) if final else _settled_text_end(buf, pos, len(buf))
+            self._text(out, buf[pos:end])
+            return end
+        if lt > pos:
+            self._text(out, buf[pos:lt])
+            return lt
+        tag = _TAG.match(buf, lt)
+        if tag is not None:
+            end_tag, name, self_closing = tag.group(1, 2, 3)
+            self._on_tag(bool(end_tag), _ascii_lower(name), bool(self_closing), out)
+            return tag.end()
+        return self._markup(buf, lt, out, final)
 
     def _markup(self, buf: str, lt: int, out: list[str], final: bool) -> int:
         """Whatever starts with '<' and is not a complete tag; return lt itself when more input is needed."""
