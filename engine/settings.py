@@ -188,7 +188,7 @@ def _mail_from(env: Mapping[str, str]) -> str:
 
 
 def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """DIAGNOSTIC_JOBS: catalogue the benchmark and fault-injection jobs (engine/diagnostics.py); never in production."""
+    """DIAGNOSTIC_JOBS: catalogue the bench and fault-injection jobs (engine/diagnostics.py); never in production."""
     return _bool(os.environ if environ is None else environ, "DIAGNOSTIC_JOBS", False)
 
 
