@@ -7,7 +7,7 @@ Starts its own redis-server on a free loopback port, then measures, in order:
 4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
    with load from a separate process (wrk if on PATH, else bench/load.py);
 5. submit→result latency through the API (``?wait=`` long-poll if the API has it, else 2 ms polling);
-6. HTML → counts MB/s (bench/bench_text.py, if present in this tree);
+6. HTML → counts: tree-based vs streaming counter, MB/s and peak memory (bench/bench_text.py, if present);
 7. peak RSS of each process.
 Writes bench/results/latest.json and latest.md and prints the Markdown. Timings are noisy on a shared
 machine: compare ratios from the same run.

@@ -533,6 +533,29 @@ def test_compressed_pages_are_decoded(server: PageServer, encoding: str) -> None
     assert server.requests[-1].headers["Accept-Encoding"] == "gzip, deflate"
 
 
+def test_body_reader_gets_the_body_in_bounded_pieces(server: PageServer) -> None:
+    body = b"<p>" + b"streamed words " * 60_000 + b"</p>"  # ~900 KB that gzip shrinks to a few KB
+    url = server.add("/stream-gzip", body=gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    seen: list[int] = []
+
+    def read_body(content_type: str, chunks: Iterator[bytes]) -> str:
+        seen.extend(len(chunk) for chunk in chunks)
+        return content_type
+
+    page = fetch.fetch(url, SMALL, read_body=read_body)
+    assert page.body == "text/html; charset=utf-8"  # what the reader returned
+    assert sum(seen) == len(body)
+    assert max(seen) <= fetch.INFLATE_STEP  # a small compressed chunk never inflates to the whole page
+
+
+def test_body_reader_still_capped(server: PageServer) -> None:
+    url = server.add("/stream-big", body=b"x" * (3 * 1024 * 1024), content_length=None)
+    received: list[int] = []
+    with pytest.raises(errors.TooLarge):
+        fetch.fetch(url, SMALL, read_body=lambda _type, chunks: received.extend(map(len, chunks)))
+    assert 0 < sum(received) <= SMALL.max_bytes
+
+
 def test_unknown_content_encoding_is_refused(server: PageServer) -> None:
     url = server.add("/brotli", body=b"\x0b\x02\x80hello\x03", headers={"Content-Encoding": "br"})
     with pytest.raises(errors.UnsupportedContentType, match="br"):

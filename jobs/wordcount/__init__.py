@@ -1,7 +1,8 @@
-"""The ``count_words_at_url`` job: fetch a page safely, extract its rendered text, count the words."""
+"""The ``count_words_at_url`` job: fetch a page safely, counting the words of its rendered text as it streams in."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -30,6 +31,14 @@ def fetch_policy() -> fetch.FetchPolicy:
     return fetch.FetchPolicy.from_env()
 
 
+def _count_as_it_arrives(content_type: str, chunks: Iterator[bytes]) -> text.PageWords:
+    """Feed the body's decompressed chunks to a word counter as they come off the wire."""
+    words = text.PageWords(content_type)
+    for chunk in chunks:
+        words.feed(chunk)
+    return words
+
+
 @job(
     label="Count the words on a web page",
     submit_label="Count words",
@@ -43,15 +52,19 @@ def count_words_at_url(url: WebUrl, top: TopN = 20) -> dict[str, Any]:
     """Count the words on the web page at ``url`` and list the ``top`` most common."""
     progress = Progress()
     progress.update("downloading", 0, None, force=True)
-    page = fetch.fetch(url, fetch_policy(), on_progress=lambda done, total: progress.update("downloading", done, total))
-    progress.update("counting", len(page.body), len(page.body), force=True)
-    counts = text.count_words(text.extract_text(page.body, page.content_type))
+    page = fetch.fetch(
+        url, fetch_policy(), on_progress=lambda done, total: progress.update("downloading", done, total),
+        read_body=_count_as_it_arrives,  # words are counted chunk by chunk: the page is never held whole
+    )
+    words: text.PageWords = page.body
+    progress.update("counting", words.size, words.size, force=True)
+    counts = words.counts()
     return {
         "url": url,
         "final_url": page.final_url,
         "status_code": page.status_code,
         "content_type": page.content_type,
-        "bytes": len(page.body),
+        "bytes": words.size,
         "total_words": sum(counts.values()),
         "unique_words": len(counts),
         "top_words": text.top_words(counts, top),

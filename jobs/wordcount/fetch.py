@@ -57,9 +57,12 @@ from jobs.wordcount.text import is_countable, media_type
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ProgressCallback = Callable[[int, int | None], None]
+# Reads a response body: given the Content-Type and an iterator of decompressed chunks, returns the page body.
+BodyReader = Callable[[str, Iterator[bytes]], Any]
 
 MAX_URL_LENGTH = 2048
 CHUNK_SIZE = 64 * 1024
+INFLATE_STEP = 256 * 1024  # most one inflate call may return, so a small compressed chunk never balloons
 RETRY_AFTER_CAP = 300.0
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1"
@@ -92,13 +95,13 @@ class FetchPolicy(EnvSettings):
 
 @dataclass(frozen=True)
 class Page:
-    """A fetched page; ``body`` is decompressed."""
+    """A fetched page; ``body`` is the decompressed bytes, or what a ``read_body`` made of them."""
 
     url: str
     final_url: str
     status_code: int
     content_type: str
-    body: bytes
+    body: Any
 
 
 @dataclass(frozen=True)
@@ -362,15 +365,21 @@ def connection_pool(target: Target, address: IPAddress, deadline: Deadline) -> H
 # ----------------------------------------------------------------------------------------- the fetch
 
 
-def fetch(url: str, policy: FetchPolicy, on_progress: ProgressCallback | None = None) -> Page:
-    """GET url under the policy and return the page, or raise a JobError subclass saying why not."""
+def fetch(
+    url: str, policy: FetchPolicy, on_progress: ProgressCallback | None = None, read_body: BodyReader | None = None
+) -> Page:
+    """GET url under the policy and return the page, or raise a JobError subclass saying why not.
+
+    The body is held in memory as bytes, unless ``read_body`` consumes it as it streams in (the connection is
+    open while it runs, and its network errors become job errors); the page's body is then what it returns.
+    """
     start = current = validate_url(url)
     deadline = Deadline(policy.timeout)
     try:
         for _hop in range(policy.max_redirects + 1):
             target = parse_target(current)
             addresses = resolve(target.host, target.port, policy.allow_networks)
-            outcome = _fetch_hop(target, addresses, policy, deadline, on_progress)
+            outcome = _fetch_hop(target, addresses, policy, deadline, on_progress, read_body or _join)
             if isinstance(outcome, Page):
                 return Page(start, outcome.final_url, outcome.status_code, outcome.content_type, outcome.body)
             current = _redirect_url(current, outcome)
@@ -393,6 +402,7 @@ def _fetch_hop(
     policy: FetchPolicy,
     deadline: Deadline,
     on_progress: ProgressCallback | None,
+    read_body: BodyReader,
 ) -> Page | str:
     """Make one request; return the Page, or the Location of a redirect."""
     with _translate_errors(target.server_name, deadline), _open(target, addresses, policy, deadline) as resp:
@@ -404,7 +414,7 @@ def _fetch_hop(
             return location
         _check_status(status, resp.reason, resp.headers, target.server_name)
         content_type = _check_content_type(resp.headers, target.server_name)
-        body = _read_body(resp, target.server_name, policy, deadline, on_progress)
+        body = read_body(content_type, _body_chunks(resp, target.server_name, policy, deadline, on_progress))
         return Page(target.url, target.url, status, content_type, body)
 
 
@@ -554,27 +564,27 @@ class _Inflater:
         self._zlib: zlib._Decompress | None = None
         self._pending = b""  # deflate only: bytes held until the zlib header can be judged
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """Decode a chunk; raise TooLarge as soon as the output would pass the limit."""
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """Decode a chunk, piece by piece; raise TooLarge as soon as the output would pass the limit."""
         if self.encoding == "identity":
-            return [self._count(data)]
+            yield self._count(data)
+            return
         if self._zlib is None:
             data = self._pending + data
             if self.encoding == "deflate" and len(data) < 2:
                 self._pending = data
-                return []
+                return
             self._zlib = self._start(data)
-        out = []
         while True:
             # max_length caps what one call may inflate; the rest of the input waits in unconsumed_tail.
-            piece = self._zlib.decompress(data, self.limit - self.size + 1)
-            out.append(self._count(piece))
+            piece = self._zlib.decompress(data, min(self.limit - self.size + 1, INFLATE_STEP))
+            yield self._count(piece)
             data = self._zlib.unconsumed_tail
             if not data and self._next_gzip_member():
                 data = self._zlib.unused_data
                 self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
             elif not data and not piece:
-                return out
+                return
 
     def _next_gzip_member(self) -> bool:
         """True when another gzip member follows (gzip allows that); other trailing bytes are ignored."""
@@ -619,19 +629,23 @@ def _content_length(headers: urllib3.HTTPHeaderDict) -> int | None:
     return int(value) if value.strip().isdigit() else None
 
 
-def _read_body(
+def _join(_content_type: str, chunks: Iterator[bytes]) -> bytes:
+    """The default body reader: the whole body in memory."""
+    return b"".join(chunks)
+
+
+def _body_chunks(
     resp: urllib3.BaseHTTPResponse,
     host: str,
     policy: FetchPolicy,
     deadline: Deadline,
     on_progress: ProgressCallback | None,
-) -> bytes:
-    """Stream the body in chunks under the deadline and both size caps; return it decompressed."""
+) -> Iterator[bytes]:
+    """Stream the body in chunks under the deadline and both size caps, yielding it decompressed."""
     total = _content_length(resp.headers)
     if total is not None and total > policy.max_bytes:
         raise errors.TooLarge(f"the page from {host} is {_size(total)}, more than {_size(policy.max_bytes)}")
     inflater = _Inflater(_content_encoding(resp.headers, host), policy.max_bytes, host)
-    parts: list[bytes] = []
     received = 0
     while True:
         _bound_socket_wait(resp, deadline.remaining(host))
@@ -643,10 +657,9 @@ def _read_body(
         received += len(chunk)
         if received > policy.max_bytes:
             raise errors.TooLarge(f"the page from {host} is larger than {_size(policy.max_bytes)}")
-        parts.extend(inflater.feed(chunk))
+        yield from inflater.feed(chunk)
         if on_progress is not None:
             on_progress(received, total)
-    return b"".join(parts)
 
 
 def _bound_socket_wait(resp: urllib3.BaseHTTPResponse, seconds: float) -> None:
