@@ -43,6 +43,7 @@ class JobType:
     retry_intervals: tuple[int, ...] | None = None  # None: RETRY_INTERVALS from the settings; () never retries
     timeout: int | None = None
     description: str = field(default="")
+    access: str = "public"  # "public": anyone may submit it; "protected": the web side asks for a credential
 
     @property
     def func_path(self) -> str:
@@ -98,7 +99,8 @@ CATALOG: dict[str, JobType] = {
     t.name: t
     for t in (
         job_type(count_words_at_url),
-        job_type(send_email, retry_intervals=(30, 120, 600, 1800, 3600)),  # SMTP greylisting wants minutes
+        # SMTP greylisting wants minutes; protected: an open form must not make us a mail relay
+        job_type(send_email, retry_intervals=(30, 120, 600, 1800, 3600), access="protected"),
     )
 }
 # Internal jobs: workers run them, but they cannot be submitted by name (the batch API enqueues them).
