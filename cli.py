@@ -1,7 +1,7 @@
 """Command line for the job stack: submit, status, cancel, list, requeue-failed, purge, stats. Needs only REDIS_URL.
 
-    python -m cli submit https://example.com/ --wait
-    python -m cli submit --type count_words_at_url --param url=https://example.com/ --param top=5 --priority high
+    python -m cli submit https://example.com/ --wait          (values fill the job's parameters in order)
+    python -m cli submit --type TYPE --top 5 --param name=value --priority high
     python -m cli status <id> [--wait]
     python -m cli cancel <id>
     python -m cli list --status failed
@@ -52,7 +52,7 @@ from engine.queues import (
 )
 from engine.settings import ConfigError, Settings
 
-URL_JOB = "count_words_at_url"
+SUBMIT_OPTIONS = frozenset({"type", "param", "priority", "delay", "at", "idempotency_key", "wait", "timeout", "json"})
 REGISTRIES = {
     "started": StartedJobRegistry, "scheduled": ScheduledJobRegistry, "deferred": DeferredJobRegistry,
     "failed": FailedJobRegistry, "finished": FinishedJobRegistry, "canceled": CanceledJobRegistry,
@@ -82,14 +82,13 @@ class Output:
 
 def submission_from(args: argparse.Namespace) -> tuple[lifecycle.Submission, dict[str, Any]]:
     """The validated submission and the request body it stands for (for Idempotency-Key fingerprints)."""
-    type_name = args.type or URL_JOB
-    params: dict[str, Any] = {}
-    if args.url:
-        if type_name != URL_JOB:
-            raise CliError("usage", f"a URL argument is only for {URL_JOB}; use --param for {type_name}", 2)
-        params["url"] = args.url
-    if args.top is not None:
-        params["top"] = args.top
+    type_name = args.type or catalog.default_type().name
+    known = catalog.CATALOG.get(type_name)
+    names = list(known.schema.model_fields) if known else []
+    if len(args.values) > len(names):
+        raise CliError("usage", f"{type_name} takes at most {len(names)} values ({', '.join(names)})", 2)
+    params: dict[str, Any] = dict(zip(names, args.values, strict=False))
+    params.update({name: value for name, value in vars(args).get("params", {}).items() if value is not None})
     for pair in args.param:
         name, sep, value = pair.partition("=")
         if not sep or not name:
@@ -342,6 +341,22 @@ def _job(connection: Redis, job_id: str) -> CatalogJob:
     return job
 
 
+def add_param_options(submit: argparse.ArgumentParser) -> None:
+    """``--name VALUE`` for every parameter of every job type, so each job's parameters read naturally."""
+    submit.set_defaults(params={})
+    for name in sorted({name for t in catalog.CATALOG.values() for name in t.schema.model_fields} - SUBMIT_OPTIONS):
+        submit.add_argument(f"--{name.replace('_', '-')}", action=_ParamAction, dest=name, metavar="VALUE",
+                            help=f"the {name} parameter")
+
+
+class _ParamAction(argparse.Action):
+    """Collects ``--name VALUE`` options into ``args.params``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        namespace.params = {**namespace.params, self.dest: values}
+
+
 def _queue(value: str) -> str:
     if value not in QUEUE_NAMES:
         raise argparse.ArgumentTypeError(f"choose from {', '.join(QUEUE_NAMES)}")
@@ -359,10 +374,11 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     submit = command("submit", cmd_submit, "submit a job (a URL to count words at, or --type with --param)")
-    submit.add_argument("url", nargs="?", help=f"page URL for {URL_JOB}")
-    submit.add_argument("--type", help=f"job type (default {URL_JOB}); known: {', '.join(sorted(catalog.CATALOG))}")
+    submit.add_argument("values", nargs="*", metavar="VALUE", help="values for the job's parameters, in order")
+    submit.add_argument("--type", help=f"job type (default {catalog.default_type().name}); "
+                                       f"known: {', '.join(sorted(catalog.CATALOG))}")
     submit.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a job parameter")
-    submit.add_argument("--top", type=int, help="how many top words to list (count_words_at_url)")
+    add_param_options(submit)
     submit.add_argument("--priority", type=_queue, default="default", help="high, default or low")
     when = submit.add_mutually_exclusive_group()
     when.add_argument("--delay", type=float, metavar="SECONDS", help="run after this many seconds")

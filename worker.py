@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from rq.exceptions import DeserializationError
 from rq.timeouts import JobTimeoutException
 
-from engine import events, health, logs
+from engine import catalog, events, health, logs
 from engine.errors import ForbiddenJob, JobError, PermanentError, TransientError
 from engine.executor import ThreadedWorker
 from engine.handoff import SafeQueue
@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
+        catalog.check_settings()  # the jobs' own settings too: a bad FETCH_* or SMTP_* stops start-up
     except ConfigError as exc:
         print(f"worker: configuration error: {exc}", file=sys.stderr)
         return 2

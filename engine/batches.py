@@ -13,24 +13,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, get_current_job
 from rq.job import Dependency
 
 from engine import catalog
 from engine.lifecycle import InvalidRequest
-from engine.queues import SERIALIZER, CatalogJob, enqueue, job_status, job_view
+from engine.queues import SERIALIZER, CatalogJob, enqueue, job_error, job_status, job_view
 from engine.settings import Settings
 
 BATCH_PREFIX = "stack:batch:"
 MAX_ITEMS = 100
-AGGREGATORS = {"count_words_at_url": "aggregate_word_counts"}  # job types a batch can hold → their aggregate
+
+
+def batchable() -> list[catalog.JobType]:
+    """The job types a batch can hold: those that declare an aggregate."""
+    return [t for t in catalog.CATALOG.values() if t.batch_aggregate]
 
 
 def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[dict[str, Any]]]:
     """The job type and each item's cleaned params; raises InvalidRequest or catalog errors naming the item."""
     job_type = catalog.get(type_name)
-    if job_type.name not in AGGREGATORS:
-        raise InvalidRequest("type", f"batches support {', '.join(sorted(AGGREGATORS))}, not {job_type.name!r}")
+    if not job_type.batch_aggregate:
+        names = ", ".join(sorted(t.name for t in batchable()))
+        raise InvalidRequest("type", f"batches support {names}, not {job_type.name!r}")
     if not isinstance(items, list) or not 1 <= len(items) <= MAX_ITEMS:
         raise InvalidRequest("items", f"must be a list of 1 to {MAX_ITEMS} objects")
     cleaned = []
@@ -48,7 +53,7 @@ def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, ite
     """Enqueue every item and the aggregate that waits for them; returns the stored batch record."""
     batch_id = uuid.uuid4().hex
     item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}) for params in items]
-    aggregate_type = catalog.INTERNAL[AGGREGATORS[job_type.name]]
+    aggregate_type = catalog.INTERNAL[job_type.batch_aggregate]
     item_ids = [job.id for job in item_jobs]
     aggregate = enqueue(
         queue, aggregate_type, {"batch_id": batch_id, "item_ids": item_ids}, settings,
@@ -87,6 +92,28 @@ def batch_view(connection: Redis, batch_id: str) -> dict[str, Any] | None:
         "result": aggregate_view["result"] if aggregate_view else None,
         "error": aggregate_view["error"] if aggregate_view else None,
     }
+
+
+def ended_items(item_ids: list[str]) -> list[dict[str, Any]]:
+    """For an aggregate job: each item's id, params, status, result and error (``expired`` once it is gone)."""
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("an aggregate reads its batch's items only inside a worker")
+    items = CatalogJob.fetch_many(item_ids, connection=job.connection, serializer=SERIALIZER)
+    return [_ended(item_id, item) for item_id, item in zip(item_ids, items, strict=True)]
+
+
+def _ended(item_id: str, item: CatalogJob | None) -> dict[str, Any]:
+    if item is None:
+        return {"id": item_id, "params": {}, "status": "expired", "result": None,
+                "error": {"type": "Expired", "message": "The item expired before the batch ended."}}
+    status = job_status(item)
+    if status == "started":  # a stop was requested and is landing as we read
+        status = "stopped"
+    error = None if status == "finished" else (
+        job_error(item, status) or {"type": status.capitalize(), "message": f"The item was {status}."})
+    result = (item.return_value() or {}) if status == "finished" else None
+    return {"id": item_id, "params": item.kwargs, "status": status, "result": result, "error": error}
 
 
 def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:

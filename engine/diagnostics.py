@@ -13,22 +13,27 @@ from typing import Annotated
 
 from pydantic import Field
 
+from engine.catalog import job
+
 Seconds = Annotated[float, Field(ge=0, le=600)]
 Megabytes = Annotated[int, Field(ge=1, le=4096)]
 
 _HELD: list[bytearray] = []  # what hold_memory leaks on purpose, until the process is recycled
 
 
+@job(retry=(), diagnostic=True)
 def noop() -> None:
     """Do nothing: measures the worker's overhead per job."""
 
 
+@job(retry=(), diagnostic=True)
 def sleep(seconds: Seconds = 0.1) -> float:
     """Wait without using the CPU, like a job waiting on the network (blocks in C, beyond a timeout's reach)."""
     time.sleep(seconds)
     return seconds
 
 
+@job(retry=(), diagnostic=True)
 def spin(seconds: Seconds = 0.1) -> int:
     """Use the CPU in Python bytecode for ``seconds`` (a timeout can interrupt it)."""
     deadline, loops = time.monotonic() + seconds, 0
@@ -37,11 +42,13 @@ def spin(seconds: Seconds = 0.1) -> int:
     return loops
 
 
+@job(retry=(), diagnostic=True)
 def crash_process(code: Annotated[int, Field(ge=1, le=125)] = 70) -> None:
     """End the worker process at once, as a segfault or an OOM kill would."""
     os._exit(code)
 
 
+@job(retry=(), diagnostic=True)
 def hold_memory(mb: Megabytes = 64) -> int:
     """Allocate ``mb`` MB and keep it (a leak): the process should be recycled past its memory limit."""
     block = bytearray(mb * 2**20)

@@ -1,10 +1,31 @@
-"""Job error classes: each carries a message a person understands, and says whether a retry may help."""
+"""The error classes jobs raise: each carries a message a person understands, says whether a retry may help, and
+has a headline that the job page shows above the message. Jobs define their own subclasses beside them."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+# Headlines by error type; each JobError subclass adds its own when it is defined.
+HEADLINES: dict[str, str] = {
+    "JobTimeout": "The job took too long and was stopped.",
+    "Stopped": "The job was stopped.",
+    "InternalError": "Something went wrong while running the job.",
+    "JobFailed": "The job ended unexpectedly.",
+    "WorkerLost": "The worker running the job was lost.",
+}
+DEFAULT_HEADLINE = "The job failed."
 
 
 class JobError(Exception):
     """A job failure whose message is safe to show to users."""
 
     transient = False
+    headline: ClassVar[str] = DEFAULT_HEADLINE
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if "headline" in cls.__dict__:
+            HEADLINES[cls.__name__] = cls.headline
 
     @property
     def type(self) -> str:
@@ -25,63 +46,12 @@ class TransientError(JobError):
         self.retry_after = retry_after
 
 
-# Permanent
-class InvalidUrl(PermanentError):
-    """The URL is malformed or uses a scheme other than http(s)."""
-
-
-class RefusedAddress(PermanentError):
-    """The host resolves to an address jobs may not reach (SSRF policy)."""
-
-
-class HttpClientError(PermanentError):
-    """The server answered 4xx (other than 429)."""
-
-
-class TooLarge(PermanentError):
-    """The body (after decompression) exceeds FETCH_MAX_BYTES."""
-
-
-class UnsupportedContentType(PermanentError):
-    """The response is not text/html, application/xhtml+xml or text/plain."""
-
-
-class TooManyRedirects(PermanentError):
-    """More than the allowed number of redirects."""
-
-
 class ForbiddenJob(PermanentError):
     """A queue entry names a function outside the job catalogue, or cannot be decoded."""
 
-
-class MailRejected(PermanentError):
-    """The SMTP server answered 5xx: a recipient, the sender or the message was refused for good."""
+    headline = "This job is not one we run."
 
 
-class MailConfigError(PermanentError):
-    """Mail cannot be sent as configured: SMTP_URL unset, login refused, TLS unavailable or untrusted."""
-
-
-# Transient
-class DnsError(TransientError):
-    """The host name could not be resolved."""
-
-
-class FetchConnectionError(TransientError):
-    """The connection failed or was reset."""
-
-
-class FetchTimeout(TransientError):
-    """The server was too slow: connect, read or total deadline exceeded."""
-
-
-class HttpServerError(TransientError):
-    """The server answered 5xx or 429."""
-
-
-class MailDeferred(TransientError):
-    """The SMTP server answered 4xx (greylisting, rate limit, mailbox busy): try again later."""
-
-
-class MailConnectionError(TransientError):
-    """The SMTP server could not be reached, timed out, or dropped the connection."""
+def headline(kind: str) -> str:
+    """The headline for an error type; unknown types get a plain one."""
+    return HEADLINES.get(kind, DEFAULT_HEADLINE)

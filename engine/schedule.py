@@ -1,16 +1,12 @@
-"""Periodic jobs: the declared schedule, validated against the catalogue, and when each entry is next due.
+"""Periodic jobs: the schedule, validated against the catalogue, and when each entry is next due.
 
-Declare entries in ``SCHEDULE`` below, or in a JSON file named by ``SCHEDULE_FILE`` (a list of objects with the
-same fields), e.g. recount a page every hour::
-
-    Periodic("recount-home", "count_words_at_url", {"url": "https://example.com/"}, every=3600)
-    Periodic("nightly-docs", "count_words_at_url", {"url": "https://example.com/docs"}, cron="15 3 * * *")
-
-``clock.py`` enqueues each entry once per slot; see docs/periodic.md.
+Entries are declared in ``jobs/schedule.py`` (``SCHEDULE``), or in a JSON file named by ``SCHEDULE_FILE`` (a list of
+objects with the same fields). ``clock.py`` enqueues each entry once per slot; see docs/periodic.md.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from collections.abc import Iterable
@@ -78,13 +74,20 @@ class Periodic:
         return croniter(self.cron, start).get_next(datetime).astimezone(UTC) - start
 
 
-# Declare periodic jobs here (or in SCHEDULE_FILE). Empty by default: nothing runs until you add some.
-SCHEDULE: tuple[Periodic, ...] = ()
+def declared_entries() -> tuple[Periodic, ...]:
+    """``SCHEDULE`` from the jobs package's ``schedule`` module, if it has one."""
+    try:
+        module = importlib.import_module(f"{catalog.JOBS_PACKAGE}.schedule")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{catalog.JOBS_PACKAGE}.schedule":
+            raise
+        return ()
+    return tuple(getattr(module, "SCHEDULE", ()))
 
 
-def load(path: str | None = None, declared: Iterable[Periodic] = SCHEDULE) -> tuple[Periodic, ...]:
-    """The declared entries plus those in the JSON file at ``path``, all validated; names must be unique."""
-    entries = list(declared)
+def load(path: str | None = None, declared: Iterable[Periodic] | None = None) -> tuple[Periodic, ...]:
+    """The declared entries (default: ``jobs/schedule.py``) plus those in the JSON file at ``path``, all validated."""
+    entries = list(declared_entries() if declared is None else declared)
     if path:
         entries.extend(_from_file(Path(path)))
     validated = tuple(entry.validated() for entry in entries)

@@ -1,21 +1,25 @@
-"""The one module that reads the environment. Bad values stop start-up with a message naming the variable."""
+"""The one mechanism that reads the environment. Bad values stop start-up with a message naming the variable.
+
+Each setting is one line: ``field = var("ENV_NAME", parser, default)``, so every default is stated once. The engine's
+settings are ``Settings`` below; a job declares its own the same way (a subclass of ``EnvSettings`` beside it).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from email.utils import parseaddr
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlparse
+from typing import Any, Self
+from urllib.parse import urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
-ENVIRONMENTS = ("production", "development", "testing")
-LOG_FORMATS = ("text", "json")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Parser = Callable[[str], Any]
 
 
 class ConfigError(ValueError):
@@ -26,268 +30,199 @@ class ConfigError(ValueError):
         self.name = name
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Typed configuration shared by web, worker and CLI."""
+def var(env: str, parse: Parser, default: Any) -> Any:
+    """A settings field read from the environment variable ``env``; unset or blank means ``default``."""
+    return dataclasses.field(default=default, metadata={"env": env, "parse": parse})
 
-    redis_url: str = "redis://localhost:6379/0"
-    redis_tls_verify: bool = True
-    app_env: str = "production"
-    port: int = 5000
-    web_concurrency: int = 2
-    secret_key: str | None = None
-    dashboard_user: str = "admin"
-    dashboard_password: str | None = None
-    fetch_allow_networks: tuple[Network, ...] = ()
-    fetch_max_bytes: int = 10 * 1024 * 1024
-    fetch_timeout: float = 10.0
-    result_ttl: int = 7 * 24 * 3600
-    failure_ttl: int = 7 * 24 * 3600
-    queued_ttl: int = 24 * 3600
-    job_timeout: int = 180
-    worker_processes: int = 0
-    worker_threads: int = 0
-    worker_max_jobs: int = 50000
-    worker_max_rss_mb: int = 400
-    worker_hang_grace: float = 30.0
-    retry_intervals: tuple[int, ...] = (5, 30, 120)
-    smtp: SmtpServer | None = None  # None: SMTP_URL unset, so send_email fails with a message saying so
-    smtp_timeout: float = 10.0
-    mail_from: str = "noreply@localhost"
-    readyz_require_worker: bool = False
-    metrics_token: str | None = None
-    log_format: str = "text"
-    log_level: str = "INFO"
-    shutdown_grace: int = 20
-    worker_lost_after: int = 10
-    api_token: str | None = None
-    proxy_fix_x_for: int = 0
-    proxy_fix_x_proto: int = 0
-    proxy_fix_x_host: int = 0
-    ratelimit_submit: str = "60 per minute"
-    schedule_file: str | None = None
+
+@dataclass(frozen=True)
+class EnvSettings:
+    """Settings read from environment variables declared with ``var``; parsers raise ValueError with the problem."""
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
         """Read and validate every variable; raise ConfigError naming the first bad one."""
         env = os.environ if environ is None else environ
-        app_env = _choice(env, "APP_ENV", ENVIRONMENTS, "production")
-        secret_key = env.get("SECRET_KEY") or None
-        if secret_key is not None and len(secret_key) < 16:
-            raise ConfigError("SECRET_KEY", "must be at least 16 characters")
-        return cls(
-            redis_url=_redis_url(env),
-            redis_tls_verify=_bool(env, "REDIS_TLS_VERIFY", True),
-            app_env=app_env,
-            port=_int(env, "PORT", 5000, 1, 65535),
-            web_concurrency=_int(env, "WEB_CONCURRENCY", 2, 1, 64),
-            secret_key=secret_key,
-            dashboard_user=env.get("DASHBOARD_USER") or "admin",
-            dashboard_password=env.get("DASHBOARD_PASSWORD") or None,
-            fetch_allow_networks=_networks(env, "FETCH_ALLOW_NETWORKS"),
-            fetch_max_bytes=_int(env, "FETCH_MAX_BYTES", 10 * 1024 * 1024, 1, 1 << 40),
-            fetch_timeout=_float(env, "FETCH_TIMEOUT", 10.0, 0.1, 3600.0),
-            result_ttl=_int(env, "RESULT_TTL", 7 * 24 * 3600, 1, 10**9),
-            failure_ttl=_int(env, "FAILURE_TTL", 7 * 24 * 3600, 1, 10**9),
-            queued_ttl=_int(env, "QUEUED_TTL", 24 * 3600, 1, 10**9),
-            job_timeout=_int(env, "JOB_TIMEOUT", 180, 1, 24 * 3600),
-            retry_intervals=_intervals(env, "RETRY_INTERVALS", (5, 30, 120)),
-            smtp=_smtp_server(env),
-            smtp_timeout=_float(env, "SMTP_TIMEOUT", 10.0, 0.1, 600.0),
-            mail_from=_mail_from(env),
-            readyz_require_worker=_bool(env, "READYZ_REQUIRE_WORKER", False),
-            metrics_token=_token(env, "METRICS_TOKEN"),
-            log_format=_choice(env, "LOG_FORMAT", LOG_FORMATS, "text"),
-            log_level=_choice(env, "LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
-            shutdown_grace=_int(env, "SHUTDOWN_GRACE", 20, 0, 3600),
-            worker_lost_after=_int(env, "WORKER_LOST_AFTER", 10, 3, 3600),
-            api_token=_token(env, "API_TOKEN"),
-            proxy_fix_x_for=_int(env, "PROXY_FIX_X_FOR", 0, 0, 10),
-            proxy_fix_x_proto=_int(env, "PROXY_FIX_X_PROTO", 0, 0, 10),
-            proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, 0, 10),
-            ratelimit_submit=_rate(env, "RATELIMIT_SUBMIT", "60 per minute"),
-            schedule_file=env.get("SCHEDULE_FILE") or None,
-            worker_processes=_int(env, "WORKER_PROCESSES", 0, 0, 256),
-            worker_threads=_int(env, "WORKER_THREADS", 0, 0, 1024),
-            worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),
-            worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", 400, 0, 1 << 20),
-            worker_hang_grace=_float(env, "WORKER_HANG_GRACE", 30.0, 0.1, 3600.0),
-        )
+        values = {}
+        for spec in dataclasses.fields(cls):
+            if "env" in spec.metadata:
+                values[spec.name] = read(spec, env)
+        return cls(**values)
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    """Where send_email delivers: parsed from SMTP_URL (smtp://user:pass@host:port, smtps://, ?starttls=1)."""
-
-    host: str
-    port: int
-    implicit_tls: bool = False  # smtps://: TLS from the first byte
-    starttls: bool = False  # smtp://…?starttls=1: upgrade the plain connection before logging in
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-    @property
-    def url(self) -> str:
-        """The URL without credentials, safe to print."""
-        scheme = "smtps" if self.implicit_tls else "smtp"
-        return f"{scheme}://{self.host}:{self.port}" + ("?starttls=1" if self.starttls else "")
-
-
-def _smtp_server(env: Mapping[str, str]) -> SmtpServer | None:
-    url = env.get("SMTP_URL") or ""
-    if not url:
-        return None
-    parsed = urlparse(url)
-    if parsed.scheme not in ("smtp", "smtps"):
-        raise ConfigError("SMTP_URL", f"scheme must be smtp:// or smtps://, got {parsed.scheme or url!r}")
-    if not parsed.hostname:
-        raise ConfigError("SMTP_URL", "no host; use smtp://user:password@host:port")
+def read(spec: dataclasses.Field, env: Mapping[str, str]) -> Any:
+    """One field's value from ``env``: its default when unset or empty, else its parser's result."""
+    name, raw = spec.metadata["env"], env.get(spec.metadata["env"])
+    if raw is None or not raw.strip():
+        return spec.default
     try:
-        port = parsed.port or (465 if parsed.scheme == "smtps" else 25)
+        return spec.metadata["parse"](raw)
     except ValueError as exc:
-        raise ConfigError("SMTP_URL", str(exc)) from None
-    if parsed.path not in ("", "/"):
-        raise ConfigError("SMTP_URL", f"takes no path, got {parsed.path!r}; use smtp://user:password@host:port")
-    query = dict(parse_qsl(parsed.query, keep_blank_values=True))
-    unknown = sorted(set(query) - {"starttls"})
-    if unknown:
-        raise ConfigError("SMTP_URL", f"unknown option(s) {', '.join(unknown)}; the only one is ?starttls=1")
-    try:
-        starttls = _bool(query, "starttls", False)
-    except ConfigError:
-        raise ConfigError("SMTP_URL", f"starttls must be 1 or 0, got {query['starttls']!r}") from None
-    if starttls and parsed.scheme == "smtps":
-        raise ConfigError("SMTP_URL", "smtps:// is TLS already; ?starttls=1 applies to smtp:// only")
-    if (parsed.username is None) != (parsed.password is None):
-        raise ConfigError("SMTP_URL", "give both a user and a password (smtp://user:password@host), or neither")
-    if parsed.username is not None and parsed.scheme == "smtp" and not starttls and not _is_loopback(parsed.hostname):
-        raise ConfigError("SMTP_URL", "a password would cross the network in clear text: use smtps:// or ?starttls=1")
-    return SmtpServer(
-        host=parsed.hostname,
-        port=port,
-        implicit_tls=parsed.scheme == "smtps",
-        starttls=starttls,
-        username=unquote(parsed.username) if parsed.username is not None else None,
-        password=unquote(parsed.password) if parsed.password is not None else None,
-    )
+        raise ConfigError(name, str(exc)) from None
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
+# Parsers: text in, value out; a ValueError's message says what is wrong.
+
+
+def integer(low: int, high: int) -> Parser:
+    """A whole number between ``low`` and ``high``."""
+
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {raw!r}") from None
+        return _within(value, low, high)
+
+    return parse
+
+
+def number(low: float, high: float) -> Parser:
+    """A number between ``low`` and ``high``."""
+
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"must be a number, got {raw!r}") from None
+        return _within(value, low, high)
+
+    return parse
+
+
+def _within(value: Any, low: Any, high: Any) -> Any:
+    if not low <= value <= high:
+        raise ValueError(f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def boolean(raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off."""
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
         return False
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
-def _mail_from(env: Mapping[str, str]) -> str:
-    raw = (env.get("MAIL_FROM") or "noreply@localhost").strip()
-    _, address = parseaddr(raw)
-    if "@" not in address or any(c in raw for c in "\r\n"):
-        raise ConfigError("MAIL_FROM", f"must be an address like noreply@example.com or 'App <noreply@…>', got {raw!r}")
+def choice(*options: str) -> Parser:
+    """One of ``options``, exactly."""
+
+    def parse(raw: str) -> str:
+        if raw not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def text(raw: str) -> str:
+    """Any text, as given."""
     return raw
 
 
-def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """DIAGNOSTIC_JOBS: catalogue the benchmark and fault-injection jobs (engine/diagnostics.py); never in production."""
-    return _bool(os.environ if environ is None else environ, "DIAGNOSTIC_JOBS", False)
+def token(raw: str) -> str:
+    """A secret of at least 16 printable characters without spaces."""
+    if len(raw) < 16 or not raw.isprintable() or " " in raw:
+        raise ValueError("must be at least 16 printable characters without spaces")
+    return raw
 
 
-def _redis_url(env: Mapping[str, str]) -> str:
-    url = env.get("REDIS_URL") or "redis://localhost:6379/0"
-    parsed = urlparse(url)
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("REDIS_URL", f"scheme must be redis://, rediss:// or unix://, got {url!r}")
-    if parsed.scheme == "unix" and not parsed.path:
-        raise ConfigError("REDIS_URL", "unix:// URL needs a socket path, e.g. unix:///path/to/redis.sock")
-    if parsed.scheme != "unix" and not parsed.hostname:
-        raise ConfigError("REDIS_URL", f"no host in {url!r}")
-    try:
-        parsed.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError("REDIS_URL", str(exc)) from None
-    return url
+def secret_key(raw: str) -> str:
+    """Flask's signing key: long enough not to be guessed."""
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
-    return value
+def networks(raw: str) -> tuple[Network, ...]:
+    """Comma-separated CIDR networks."""
+    found = []
+    for part in filter(None, (p.strip() for p in raw.split(","))):
+        try:
+            found.append(ipaddress.ip_network(part, strict=False))
+        except ValueError:
+            raise ValueError(f"{part!r} is not a CIDR network such as 127.0.0.0/8") from None
+    return tuple(found)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(name, f"must be a number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
-    return value
-
-
-def _intervals(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def intervals(raw: str) -> tuple[int, ...]:
+    """Comma-separated delays in whole seconds, such as 5,30,120."""
     try:
         values = tuple(int(part) for part in raw.split(","))
     except ValueError:
-        raise ConfigError(name, f"must be comma-separated whole seconds such as 5,30,120, got {raw!r}") from None
+        raise ValueError(f"must be comma-separated whole seconds such as 5,30,120, got {raw!r}") from None
     if not 0 < len(values) <= 20 or any(not 0 <= v <= 24 * 3600 for v in values):
-        raise ConfigError(name, f"must list 1 to 20 delays of 0 to 86400 seconds, got {raw!r}")
+        raise ValueError(f"must list 1 to 20 delays of 0 to 86400 seconds, got {raw!r}")
     return values
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (env.get(name) or "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ConfigError(name, f"must be true or false, got {raw!r}")
-
-
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    raw = env.get(name) or default
-    if raw not in choices:
-        raise ConfigError(name, f"must be one of {', '.join(choices)}, got {raw!r}")
-    return raw
-
-
-def _networks(env: Mapping[str, str], name: str) -> tuple[Network, ...]:
-    raw = env.get(name) or ""
-    networks = []
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        try:
-            networks.append(ipaddress.ip_network(part, strict=False))
-        except ValueError:
-            raise ConfigError(name, f"{part!r} is not a CIDR network such as 127.0.0.0/8") from None
-    return tuple(networks)
-
-
-def _token(env: Mapping[str, str], name: str) -> str | None:
-    raw = env.get(name) or None
-    if raw is not None and (len(raw) < 16 or not raw.isprintable() or " " in raw):
-        raise ConfigError(name, "must be at least 16 printable characters without spaces")
-    return raw
-
-
-def _rate(env: Mapping[str, str], name: str, default: str) -> str:
-    raw = (env.get(name) or default).strip()
-    parts = raw.split()
+def rate(raw: str) -> str:
+    """A rate such as '60 per minute'."""
+    value = raw.strip()
+    parts = value.split()
     units = ("second", "minute", "hour", "day")
     if len(parts) != 3 or not parts[0].isdigit() or int(parts[0]) < 1 or parts[1] != "per" \
             or parts[2].rstrip("s") not in units:
-        raise ConfigError(name, f"must look like '60 per minute' (second, minute, hour or day), got {raw!r}")
+        raise ValueError(f"must look like '60 per minute' (second, minute, hour or day), got {value!r}")
+    return value
+
+
+def redis_url(raw: str) -> str:
+    """A redis://, rediss:// or unix:// URL."""
+    parsed = urlparse(raw)
+    if parsed.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"scheme must be redis://, rediss:// or unix://, got {raw!r}")
+    if parsed.scheme == "unix" and not parsed.path:
+        raise ValueError("unix:// URL needs a socket path, e.g. unix:///path/to/redis.sock")
+    if parsed.scheme != "unix" and not parsed.hostname:
+        raise ValueError(f"no host in {raw!r}")
+    parsed.port  # noqa: B018 - raises ValueError on a bad port
     return raw
+
+
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Settings(EnvSettings):
+    """The engine's configuration, shared by web, worker, clock and CLI."""
+
+    redis_url: str = var("REDIS_URL", redis_url, "redis://localhost:6379/0")
+    redis_tls_verify: bool = var("REDIS_TLS_VERIFY", boolean, True)
+    app_env: str = var("APP_ENV", choice("production", "development", "testing"), "production")
+    port: int = var("PORT", integer(1, 65535), 5000)
+    web_concurrency: int = var("WEB_CONCURRENCY", integer(1, 64), 2)
+    secret_key: str | None = var("SECRET_KEY", secret_key, None)
+    dashboard_user: str = var("DASHBOARD_USER", text, "admin")
+    dashboard_password: str | None = var("DASHBOARD_PASSWORD", text, None)
+    result_ttl: int = var("RESULT_TTL", integer(1, 10**9), 7 * DAY)
+    failure_ttl: int = var("FAILURE_TTL", integer(1, 10**9), 7 * DAY)
+    queued_ttl: int = var("QUEUED_TTL", integer(1, 10**9), DAY)
+    job_timeout: int = var("JOB_TIMEOUT", integer(1, DAY), 180)
+    retry_intervals: tuple[int, ...] = var("RETRY_INTERVALS", intervals, (5, 30, 120))
+    worker_processes: int = var("WORKER_PROCESSES", integer(0, 256), 0)
+    worker_threads: int = var("WORKER_THREADS", integer(0, 1024), 0)
+    worker_max_jobs: int = var("WORKER_MAX_JOBS", integer(0, 10**9), 50000)
+    worker_max_rss_mb: int = var("WORKER_MAX_RSS_MB", integer(0, 1 << 20), 400)
+    worker_hang_grace: float = var("WORKER_HANG_GRACE", number(0.1, 3600.0), 30.0)
+    shutdown_grace: int = var("SHUTDOWN_GRACE", integer(0, 3600), 20)
+    worker_lost_after: int = var("WORKER_LOST_AFTER", integer(3, 3600), 10)
+    readyz_require_worker: bool = var("READYZ_REQUIRE_WORKER", boolean, False)
+    metrics_token: str | None = var("METRICS_TOKEN", token, None)
+    log_format: str = var("LOG_FORMAT", choice("text", "json"), "text")
+    log_level: str = var("LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR"), "INFO")
+    api_token: str | None = var("API_TOKEN", token, None)
+    proxy_fix_x_for: int = var("PROXY_FIX_X_FOR", integer(0, 10), 0)
+    proxy_fix_x_proto: int = var("PROXY_FIX_X_PROTO", integer(0, 10), 0)
+    proxy_fix_x_host: int = var("PROXY_FIX_X_HOST", integer(0, 10), 0)
+    ratelimit_submit: str = var("RATELIMIT_SUBMIT", rate, "60 per minute")
+    schedule_file: str | None = var("SCHEDULE_FILE", text, None)
+    diagnostic_jobs: bool = var("DIAGNOSTIC_JOBS", boolean, False)  # benchmark and fault-test jobs; never in production
+
+
+def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
+    """DIAGNOSTIC_JOBS alone, without reading (and failing on) the rest of the environment."""
+    spec = next(f for f in dataclasses.fields(Settings) if f.name == "diagnostic_jobs")
+    return read(spec, os.environ if environ is None else environ)

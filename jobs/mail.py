@@ -2,30 +2,136 @@
 
 from __future__ import annotations
 
+import ipaddress
 import smtplib
 import socket
 import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import formatdate, make_msgid, parseaddr
 from functools import lru_cache
 from typing import Annotated, Any, Protocol
+from urllib.parse import parse_qsl, unquote, urlparse
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BeforeValidator, Field
 from redis import Redis
 from rq import get_current_job
 
-from engine.errors import JobError, MailConfigError, MailConnectionError, MailDeferred, MailRejected
-from engine.progress import Progress
-from engine.settings import Settings, SmtpServer
+from engine import JobError, PermanentError, Progress, TransientError, job
+from engine.settings import EnvSettings, Settings, boolean, number, var
 
 MAX_RECIPIENTS = 50
 MAX_SUBJECT_CHARS = 200
 MAX_BODY_BYTES = 100 * 1024
 LEDGER_PREFIX = "stack:mail:sent:"  # + job id → set of recipients already delivered
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """Where send_email delivers: parsed from SMTP_URL (smtp://user:pass@host:port, smtps://, ?starttls=1)."""
+
+    host: str
+    port: int
+    implicit_tls: bool = False  # smtps://: TLS from the first byte
+    starttls: bool = False  # smtp://…?starttls=1: upgrade the plain connection before logging in
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The URL without credentials, safe to print."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        return f"{scheme}://{self.host}:{self.port}" + ("?starttls=1" if self.starttls else "")
+
+
+def smtp_server(url: str) -> SmtpServer:
+    """SMTP_URL parsed: smtp://user:pass@host:port, smtps://…, or smtp://…?starttls=1."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("smtp", "smtps"):
+        raise ValueError(f"scheme must be smtp:// or smtps://, got {parsed.scheme or url!r}")
+    if not parsed.hostname:
+        raise ValueError("no host; use smtp://user:password@host:port")
+    try:
+        port = parsed.port or (465 if parsed.scheme == "smtps" else 25)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if parsed.path not in ("", "/"):
+        raise ValueError(f"takes no path, got {parsed.path!r}; use smtp://user:password@host:port")
+    query = dict(parse_qsl(parsed.query, keep_blank_values=True))
+    unknown = sorted(set(query) - {"starttls"})
+    if unknown:
+        raise ValueError(f"unknown option(s) {', '.join(unknown)}; the only one is ?starttls=1")
+    try:
+        starttls = boolean(query["starttls"]) if query.get("starttls", "").strip() else False
+    except ValueError:
+        raise ValueError(f"starttls must be 1 or 0, got {query['starttls']!r}") from None
+    if starttls and parsed.scheme == "smtps":
+        raise ValueError("smtps:// is TLS already; ?starttls=1 applies to smtp:// only")
+    if (parsed.username is None) != (parsed.password is None):
+        raise ValueError("give both a user and a password (smtp://user:password@host), or neither")
+    if parsed.username is not None and parsed.scheme == "smtp" and not starttls and not _is_loopback(parsed.hostname):
+        raise ValueError("a password would cross the network in clear text: use smtps:// or ?starttls=1")
+    return SmtpServer(
+        host=parsed.hostname,
+        port=port,
+        implicit_tls=parsed.scheme == "smtps",
+        starttls=starttls,
+        username=unquote(parsed.username) if parsed.username is not None else None,
+        password=unquote(parsed.password) if parsed.password is not None else None,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def mail_from(raw: str) -> str:
+    """A From address on one line: noreply@example.com or 'App <noreply@example.com>'."""
+    raw = raw.strip()
+    _, address = parseaddr(raw)
+    if "@" not in address or any(c in raw for c in "\r\n"):
+        raise ValueError(f"must be an address like noreply@example.com or 'App <noreply@…>', got {raw!r}")
+    return raw
+
+
+class MailRejected(PermanentError):
+    """The SMTP server answered 5xx: a recipient, the sender or the message was refused for good."""
+
+    headline = "The mail server refused the message."
+
+
+class MailConfigError(PermanentError):
+    """Mail cannot be sent as configured: SMTP_URL unset, login refused, TLS unavailable or untrusted."""
+
+    headline = "Mail is not set up to be sent."
+
+
+class MailDeferred(TransientError):
+    """The SMTP server answered 4xx (greylisting, rate limit, mailbox busy): try again later."""
+
+    headline = "The mail server asked us to try again later."
+
+
+class MailConnectionError(TransientError):
+    """The SMTP server could not be reached, timed out, or dropped the connection."""
+
+    headline = "The mail server could not be reached."
+
+
+@dataclass(frozen=True)
+class MailSettings(EnvSettings):
+    """Where and how send_email delivers: the SMTP_* and MAIL_FROM variables."""
+
+    smtp: SmtpServer | None = var("SMTP_URL", smtp_server, None)  # None: send_email fails saying SMTP_URL is unset
+    smtp_timeout: float = var("SMTP_TIMEOUT", number(0.1, 600.0), 10.0)
+    mail_from: str = var("MAIL_FROM", mail_from, "noreply@localhost")
 
 
 def _address(value: str) -> str:
@@ -85,22 +191,29 @@ Body = Annotated[
 ]
 
 
+@lru_cache(maxsize=1)
+def mail_settings() -> MailSettings:
+    """SMTP_URL, SMTP_TIMEOUT and MAIL_FROM from the worker's environment, read once per process."""
+    return MailSettings.from_env()
+
+
+@job(
+    retry=(30, 120, 600, 1800, 3600),  # greylisting and rate limits clear in minutes, not seconds
+    access="protected",  # an open form that sends mail is a spam relay
+    stages={"sending": "Sending the message"},
+    settings=mail_settings,
+)
 def send_email(to: Recipients, subject: Subject, body: Body) -> dict[str, Any]:
     """Send a plain-text email to up to 50 recipients over SMTP."""
     settings = mail_settings()
-    job = get_current_job()
+    current = get_current_job()
     ledger: Ledger = MemoryLedger()
-    if job is not None:
-        ledger = RedisLedger(job.connection, job.id, ttl=max(settings.result_ttl, settings.failure_ttl) + 86400)
-    message = compose(settings.mail_from, to, subject, body, job.id if job is not None else None)
-    Progress(job).update("sending", 0, None, force=True)
+    if current is not None:
+        kept = Settings.from_env()
+        ledger = RedisLedger(current.connection, current.id, ttl=max(kept.result_ttl, kept.failure_ttl) + 86400)
+    message = compose(settings.mail_from, to, subject, body, current.id if current is not None else None)
+    Progress(current).update("sending", 0, None, force=True)
     return deliver(message, to, settings, ledger)
-
-
-@lru_cache(maxsize=1)
-def mail_settings() -> Settings:
-    """The worker's settings, read once per process."""
-    return Settings.from_env()
 
 
 class Ledger(Protocol):
@@ -156,7 +269,7 @@ def compose(sender: str, to: list[str], subject: str, body: str, job_id: str | N
 def deliver(
     message: EmailMessage,
     recipients: list[str],
-    settings: Settings,
+    settings: MailSettings,
     ledger: Ledger,
     context: ssl.SSLContext | None = None,
 ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engine.embedded_redis import RedisServer, free_port  # noqa: E402
 from engine.settings import PROJECT_ROOT, VAR_DIR, ConfigError, Settings  # noqa: E402
+from jobs.mail import MailSettings  # noqa: E402
 
 
 def kept_secret(name: str, nbytes: int) -> str:
@@ -43,7 +44,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
     return False
 
 
-def mail_note(procfile: Path, settings: Settings) -> str:
+def mail_note(procfile: Path, settings: MailSettings) -> str:
     """Where send_email's messages go, for the start-up banner."""
     if settings.smtp is None:
         return "SMTP_URL unset: send_email jobs will fail"
@@ -87,6 +88,7 @@ def run_stack(env: dict[str, str], procfile: Path) -> int:
     """Check the settings and the port, run the Procfile under honcho, print the banner, wait for Ctrl-C."""
     try:
         settings = Settings.from_env(env)
+        mail = MailSettings.from_env(env)
     except ConfigError as exc:
         print(f"make run: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -103,7 +105,7 @@ def run_stack(env: dict[str, str], procfile: Path) -> int:
                 f"\n  Web:       {url}\n  Dashboard: {url}rq/  (user {settings.dashboard_user}, password "
                 f"{settings.dashboard_password})\n  Metrics:   {url}metrics  (Authorization: Bearer "
                 f"{settings.metrics_token})\n  Redis:     {settings.redis_url}\n"
-                f"  Mail:      {mail_note(procfile, settings)}\n  Ctrl-C stops everything.\n",
+                f"  Mail:      {mail_note(procfile, mail)}\n  Ctrl-C stops everything.\n",
                 flush=True,
             )
         return stack.wait()

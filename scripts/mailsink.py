@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiosmtpd.smtp import SMTP, Envelope, Session  # noqa: E402
 
-from engine.settings import VAR_DIR, ConfigError, Settings  # noqa: E402
+from engine.settings import VAR_DIR, ConfigError  # noqa: E402
+from jobs.mail import MailSettings  # noqa: E402
 
 
 class SaveToFiles:
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=VAR_DIR / "mail", help="where to save messages (var/mail/)")
     args = parser.parse_args(argv)
     try:
-        smtp = Settings.from_env().smtp
+        smtp = MailSettings.from_env().smtp
     except ConfigError as exc:
         print(f"mailsink: configuration error: {exc}", file=sys.stderr)
         return 2

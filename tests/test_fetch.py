@@ -16,8 +16,7 @@ import pytest
 import urllib3
 from urllib3.connectionpool import HTTPSConnectionPool
 
-from engine import errors
-from jobs.wordcount import fetch, text
+from jobs.wordcount import errors, fetch, text
 from tests.pageserver import ConnectionRecorder, PageServer, deflate_bomb, gzip_bomb
 
 LOOPBACK_1 = ipaddress.ip_network("127.0.0.1/32")

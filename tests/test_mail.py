@@ -8,23 +8,28 @@ import socket
 import pytest
 
 from engine import catalog
-from engine.errors import (
+from engine.errors import PermanentError, TransientError
+from engine.settings import ConfigError
+from jobs.mail import (
     MailConfigError,
     MailConnectionError,
     MailDeferred,
     MailRejected,
-    PermanentError,
-    TransientError,
+    MailSettings,
+    MemoryLedger,
+    RedisLedger,
+    SmtpServer,
+    classify,
+    compose,
+    deliver,
 )
-from engine.settings import ConfigError, Settings, SmtpServer
-from jobs.mail import MemoryLedger, RedisLedger, classify, compose, deliver
 
 SENDER = "Stack <noreply@example.com>"
 VALID = {"to": ["ada@example.com"], "subject": "Welcome", "body": "Hello Ada."}
 
 
-def mail_settings(url: str) -> Settings:
-    return Settings.from_env({"SMTP_URL": url, "MAIL_FROM": SENDER, "SMTP_TIMEOUT": "5"})
+def mail_settings(url: str) -> MailSettings:
+    return MailSettings.from_env({"SMTP_URL": url, "MAIL_FROM": SENDER, "SMTP_TIMEOUT": "5"})
 
 
 # --- schema -------------------------------------------------------------------------------------------------------
@@ -114,7 +119,7 @@ def test_description_stays_short_for_a_large_body():
     ],
 )
 def test_smtp_url_parsed(url, expected):
-    assert Settings.from_env({"SMTP_URL": url}).smtp == expected
+    assert MailSettings.from_env({"SMTP_URL": url}).smtp == expected
 
 
 @pytest.mark.parametrize(
@@ -138,12 +143,12 @@ def test_smtp_url_parsed(url, expected):
 )
 def test_bad_mail_settings_name_the_variable(name, value):
     with pytest.raises(ConfigError) as info:
-        Settings.from_env({name: value})
+        MailSettings.from_env({name: value})
     assert info.value.name == name
 
 
 def test_password_is_not_in_repr():
-    settings = Settings.from_env({"SMTP_URL": "smtps://user:hunter2-secret@mail.example.com"})
+    settings = MailSettings.from_env({"SMTP_URL": "smtps://user:hunter2-secret@mail.example.com"})
     assert "hunter2" not in repr(settings) and "hunter2" not in settings.smtp.url
 
 
@@ -247,14 +252,14 @@ def test_unreachable_server_is_transient():
 def test_silent_server_times_out():
     with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts the connection, never says 220
         url = f"smtp://127.0.0.1:{listener.getsockname()[1]}"
-        settings = Settings.from_env({"SMTP_URL": url, "SMTP_TIMEOUT": "0.5"})
+        settings = MailSettings.from_env({"SMTP_URL": url, "SMTP_TIMEOUT": "0.5"})
         with pytest.raises(MailConnectionError, match="did not answer"):
             deliver(compose(SENDER, ["ada@example.com"], "s", "b"), ["ada@example.com"], settings, MemoryLedger())
 
 
 def test_missing_smtp_url_is_a_readable_permanent_error():
     with pytest.raises(MailConfigError, match="SMTP_URL is not set"):
-        deliver(compose(SENDER, ["ada@example.com"], "s", "b"), ["ada@example.com"], Settings(), MemoryLedger())
+        deliver(compose(SENDER, ["ada@example.com"], "s", "b"), ["ada@example.com"], MailSettings(), MemoryLedger())
 
 
 def _closed_port() -> int:

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from engine.errors import MailConfigError
 from engine.settings import Settings
-from jobs.mail import MemoryLedger, compose, deliver
+from jobs.mail import MailConfigError, MemoryLedger, compose, deliver
 from tests.conftest import wait_for_job
 from tests.mailserver import MailServer
 

@@ -10,8 +10,7 @@ from collections import Counter
 
 import pytest
 
-from engine import errors
-from jobs.wordcount import text
+from jobs.wordcount import errors, text
 
 WORD_CASES = [
     # (text, expected counts)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import render_template
 
-from web import humanize, presentation
+from engine import catalog
+from engine.settings import Settings
+from web import create_app, humanize, presentation
 from web.charts import LABEL_CHARS, MIN_PERCENT, ROW_HEIGHT, bar_chart
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -100,7 +103,7 @@ def test_running_job_shows_bytes_of_total():
     ],
 )
 def test_progress_is_indeterminate_until_the_total_is_known(raw, expected):
-    progress = presentation.progress(raw)
+    progress = presentation.progress(raw, catalog.CATALOG["count_words_at_url"].stages)
     assert (progress.label, progress.value, progress.maximum, progress.text) == expected
 
 
@@ -112,10 +115,27 @@ def test_finished_word_count_has_chart_and_totals():
     assert job.summary == "Took 1.2 s, after waiting 0.3 s in the queue."
     assert [(s.name, s.note) for s in job.steps] == [
         ("Queued", "waited 0.3 s in the queue"), ("Started", "took 1.2 s"), ("Finished", "1.5 s in all")]
-    assert job.words["total_text"] == "12,345" and job.words["size_text"] == "2.0 KB" and job.words["redirected"]
-    assert [bar.label for bar in job.chart.bars] == ["the", "cat"]
+    assert job.result_template == "jobs/count_words_at_url.html" and job.result == result
     assert job.result_items is None and not job.can_cancel and not job.can_retry and job.terminal
     assert job.params == [("url", "Page URL", "https://example.com/"), ("top", "Top words", "3")]
+    html = render_result(job)
+    assert '<dd id="total-words">12,345</dd>' in html and "<dd>2.0 KB</dd>" in html
+    assert 'Redirected to <a href="https://www.example.com/"' in html
+    assert html.count('class="bar-label"') == 2 and '>the</text>' in html and '>cat</text>' in html
+    assert '<td class="word">the</td><td class="num">9</td>' in html
+
+
+def render_result(job: presentation.JobDisplay) -> str:
+    """The job's own result template, rendered as the job page includes it."""
+    app = create_app({"SETTINGS": Settings.from_env({"APP_ENV": "testing"})})
+    with app.test_request_context():
+        return render_template(job.result_template, job=job)
+
+
+def test_result_template_skips_malformed_rows_and_shows_no_chart_without_words():
+    result = {"url": "https://example.com/", "total_words": 0, "top_words": [{"word": "x"}, "junk", 3]}
+    html = render_result(present(view("finished", started_at=iso(0), ended_at=iso(1), result=result)))
+    assert "The page has no words to count." in html and 'class="bar-label"' not in html
 
 
 def test_failed_job_explains_in_plain_words_and_offers_try_again():
@@ -149,7 +169,7 @@ def test_other_job_types_get_a_generic_result_view():
     data = view("finished", type="send_email", params={"to": ["a@x.org"], "subject": "Hi"},
                 result={"sent": 1, "ids": ["m1", "m2"], "note": "<b>ok</b>"})
     job = present(data)
-    assert job.title == "Send email" and job.url is None and job.words is None and job.chart is None
+    assert job.title == "Send email" and job.url is None and job.result_template is None
     assert job.result_items == [
         ("Sent", "1", False), ("Ids", '[\n  "m1",\n  "m2"\n]', True), ("Note", "<b>ok</b>", False)]
     assert ("to", "To", '[\n  "a@x.org"\n]') in job.params

@@ -9,12 +9,13 @@ from typing import Any
 from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
+from engine import catalog
 from engine.queues import connect, make_queues
 from engine.settings import ConfigError, Settings
+from web.errors import MAX_BODY_BYTES
 
 csrf = CSRFProtect()
 WEB_REDIS_CONNECTIONS = 32  # per web process; Redis calls are short, so waiters queue briefly for one
-MAX_BODY_BYTES = 512 * 1024  # a 100 KB send_email body, even \u-escaped; larger bodies get a 413
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -39,7 +40,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queues"] = make_queues(redis)
 
-    from web import api, dashboard, errors, health, metrics, openapi, request_id, security, views
+    catalog.load()  # import the jobs now: a broken job module stops start-up, not the first request
+    catalog.check_settings()
+
+    from web import api, dashboard, errors, health, metrics, openapi, request_id, results, security, views
 
     request_id.init_app(app)  # first, so every later hook and log line has the id
 
@@ -52,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app, settings)
     dashboard.init_app(app, settings)
     errors.init_app(app)
+    results.init_app(app)
     security.init_app(app, settings)  # headers, rate limits, API token, ProxyFix (after the blueprints)
     return app
 

@@ -6,6 +6,8 @@ from flask import Flask, Response, current_app, jsonify, make_response, render_t
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
+
 
 class ApiError(Exception):
     """An API failure with its HTTP status, a stable code and a message for people."""

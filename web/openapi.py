@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify
 
 from engine import batches, catalog, lifecycle
 from engine.queues import QUEUE_NAMES
-from web import MAX_BODY_BYTES
+from web.errors import MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
 
@@ -305,7 +305,7 @@ def cancel_job() -> dict[str, Any]:
 
 def submit_batch(defs: dict[str, Any]) -> dict[str, Any]:
     """POST /api/batches."""
-    bodies = [batch_submission(catalog.CATALOG[name], defs) for name in batches.AGGREGATORS]
+    bodies = [batch_submission(job_type, defs) for job_type in batches.batchable()]
     return {
         "operationId": "submitBatch",
         "summary": "Enqueue one job per item and an aggregate that runs when every item has ended",

@@ -7,16 +7,15 @@ templates only place the pieces.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from engine import catalog
+from engine import catalog, errors
 from engine.queues import TERMINAL
 from web import forms, humanize
-from web.charts import BarChart, bar_chart
 
-WORDS_JOB = "count_words_at_url"
 WAITING = frozenset({"queued", "scheduled", "deferred"})
 CANCELABLE = WAITING | {"started"}
 RETRYABLE = frozenset({"failed", "stopped", "canceled"})
@@ -32,27 +31,6 @@ STATUS_LABELS = {
     "canceled": "Canceled",
     "stopped": "Stopped",
 }
-STAGE_LABELS = {"downloading": "Downloading the page", "counting": "Counting words"}
-# Error types (engine/errors.py and the worker's records) in plain words; the job's own message follows.
-ERROR_HEADLINES = {
-    "InvalidUrl": "That is not a web address we can fetch.",
-    "RefusedAddress": "That address is not allowed.",
-    "HttpClientError": "The site refused to give us the page.",
-    "HttpServerError": "The site had a problem answering.",
-    "TooLarge": "The page is too large to count.",
-    "UnsupportedContentType": "That address is not a web page or plain text.",
-    "TooManyRedirects": "The page redirected too many times.",
-    "ForbiddenJob": "This job is not one we run.",
-    "DnsError": "The site's name could not be found.",
-    "FetchConnectionError": "The site could not be reached.",
-    "FetchTimeout": "The site took too long to answer.",
-    "JobTimeout": "The job took too long and was stopped.",
-    "Stopped": "The job was stopped.",
-    "InternalError": "Something went wrong while running the job.",
-    "JobFailed": "The job ended unexpectedly.",
-}
-
-
 @dataclass(frozen=True)
 class Step:
     """One point on the queued → started → ended line."""
@@ -107,9 +85,9 @@ class JobDisplay:
     progress: ProgressView | None
     error: ErrorView | None
     notice: str | None
-    words: dict[str, Any] | None
-    chart: BarChart | None
-    result_items: list[tuple[str, str, bool]] | None  # (key, text, preformatted) for other job types
+    result: Any  # the job's return value once it has finished
+    result_template: str | None  # the job's own view of its result, when it ships one
+    result_items: list[tuple[str, str, bool]] | None  # (key, text, preformatted) when it does not
     terminal: bool
     can_cancel: bool
     can_retry: bool
@@ -121,16 +99,17 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
     status = view["status"]
     params = view.get("params") if isinstance(view.get("params"), dict) else {}
     job_type = view.get("type") or "unknown"
+    known = catalog.CATALOG.get(job_type) or catalog.INTERNAL.get(job_type)
     created, started, ended = (_time(view.get(key)) for key in ("enqueued_at", "started_at", "ended_at"))
     created = created or _time(view.get("created_at"))
-    words = _words_result(job_type, view.get("result"))
+    template = result_template(known) if status == "finished" else None
     labels = param_labels(job_type)
     return JobDisplay(
         id=view["id"],
         status=status,
         status_label=STATUS_LABELS.get(status, status.title()),
         type=job_type,
-        title=title(job_type, params),
+        title=title(job_type),
         url=_web_url(params.get("url")),
         url_text=_cut_middle(_web_url(params.get("url")) or ""),
         params=[(key, labels.get(key) or forms.label(key), _text(value)) for key, value in params.items()],
@@ -138,26 +117,26 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         created_at=_time(view.get("created_at")),
         summary=summary(status, created, started, ended, now) + _ahead(status, queue),
         steps=steps(status, created, started, ended, now),
-        progress=progress(view.get("progress")) if status == "started" else None,
+        progress=progress(view.get("progress"), known.stages if known else {}) if status == "started" else None,
         error=error(view.get("error")),
         notice=notice(status, meta) or _no_worker(status, queue, origin),
-        words=words,
-        chart=bar_chart((row["word"], row["count"]) for row in words["top_words"]) if words else None,
-        result_items=None if words or status != "finished" else result_items(view.get("result")),
+        result=view.get("result") if status == "finished" else None,
+        result_template=template,
+        result_items=None if template or status != "finished" else result_items(view.get("result")),
         terminal=status in TERMINAL,
         can_cancel=status in CANCELABLE,
         can_retry=status in RETRYABLE and isinstance(view.get("params"), dict),
     )
 
 
-def form_heading(job_type: str) -> str:
-    """The submit form's heading."""
-    return "Count the words on a web page" if job_type == WORDS_JOB else forms.label(job_type)
+def form_heading(job_type: catalog.JobType) -> str:
+    """The submit form's heading: the job's label, else its name read aloud."""
+    return job_type.label or forms.label(job_type.name)
 
 
-def submit_text(job_type: str) -> str:
-    """The submit button's text."""
-    return "Count words" if job_type == WORDS_JOB else "Start job"
+def result_template(job_type: catalog.JobType | None) -> str | None:
+    """The template name under which the job's own result view is loaded (see ``templates.JobTemplates``)."""
+    return f"jobs/{job_type.name}.html" if job_type is not None and job_type.result_template else None
 
 
 def param_labels(job_type: str) -> dict[str, str]:
@@ -166,11 +145,10 @@ def param_labels(job_type: str) -> dict[str, str]:
     return {f.name: f.label for f in forms.fields_for(known)} if known else {}
 
 
-def title(job_type: str, params: dict[str, Any]) -> str:
-    """A heading: the URL for word counts, else the job type read aloud."""
-    if job_type == WORDS_JOB and params.get("url"):
-        return "Word count"
-    return forms.label(job_type, None)
+def title(job_type: str) -> str:
+    """The job page's heading: the job's title, else its name read aloud."""
+    known = catalog.CATALOG.get(job_type) or catalog.INTERNAL.get(job_type)
+    return (known.title if known else "") or forms.label(job_type, None)
 
 
 def summary(status: str, created: datetime | None, started: datetime | None, ended: datetime | None,
@@ -211,11 +189,13 @@ def steps(status: str, created: datetime | None, started: datetime | None, ended
     ]
 
 
-def progress(raw: Any) -> ProgressView:
-    """The progress bar for a running job: bytes of total, or indeterminate while the total is unknown."""
+def progress(raw: Any, stages: Mapping[str, str] | None = None) -> ProgressView:
+    """The progress bar for a running job: bytes of total, or indeterminate while the total is unknown.
+
+    ``stages`` are the job's own words for its stages; others are shown as named."""
     raw = raw if isinstance(raw, dict) else {}
     stage = str(raw.get("stage") or "")
-    label = STAGE_LABELS.get(stage, stage.capitalize() or "Starting")
+    label = (stages or {}).get(stage) or stage.capitalize() or "Starting"
     done = raw.get("bytes") if isinstance(raw.get("bytes"), int) else 0
     total = raw.get("total") if isinstance(raw.get("total"), int) and raw["total"] > 0 else None
     if total is None:
@@ -233,7 +213,8 @@ def error(raw: Any) -> ErrorView | None:
     kind = str(raw.get("type") or "Error")
     message = str(raw.get("message") or "")
     message = message[:1].upper() + message[1:]
-    return ErrorView(ERROR_HEADLINES.get(kind, "The job failed."), message, kind)
+    catalog.load()  # job modules define their error classes, and so their headlines
+    return ErrorView(errors.headline(kind), message, kind)
 
 
 def notice(status: str, meta: dict[str, Any]) -> str | None:
@@ -264,22 +245,6 @@ def result_items(result: Any) -> list[tuple[str, str, bool]]:
     if not isinstance(result, dict):
         return [("Result", _text(result), not _is_scalar(result))]
     return [(forms.label(str(key), None), _text(value), not _is_scalar(value)) for key, value in result.items()]
-
-
-def _words_result(job_type: str, result: Any) -> dict[str, Any] | None:
-    """The word-count result when it has the documented shape, else None (shown generically)."""
-    if job_type != WORDS_JOB or not isinstance(result, dict) or not isinstance(result.get("top_words"), list):
-        return None
-    rows = [row for row in result["top_words"] if isinstance(row, dict) and {"word", "count"} <= set(row)]
-    size = result.get("bytes")
-    return {
-        **result,
-        "top_words": rows,
-        "total_text": humanize.number(int(result.get("total_words") or 0)),
-        "unique_text": humanize.number(int(result.get("unique_words") or 0)),
-        "size_text": humanize.size(size) if isinstance(size, int) else "",
-        "redirected": bool(result.get("final_url")) and result.get("final_url") != result.get("url"),
-    }
 
 
 def _cut_middle(text: str, limit: int = URL_CHARS) -> str:

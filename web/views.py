@@ -19,7 +19,6 @@ from web import access, forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
 
-DEFAULT_TYPE = "count_words_at_url"
 RECENT_LIMIT = 10  # job ids this browser's session remembers (and the home page lists)
 
 
@@ -156,9 +155,9 @@ def navigation() -> dict[str, Any]:
 
 
 def _chosen_type(name: str | None) -> catalog.JobType:
-    """The job type a form is for: the one named, else the default; an unknown name is a 404."""
+    """The job type a form is for: the one named, else the first anyone may submit; an unknown name is a 404."""
     if not name:
-        return catalog.CATALOG.get(DEFAULT_TYPE) or next(iter(catalog.CATALOG.values()))
+        return catalog.default_type()
     if name not in catalog.CATALOG:
         abort(404, description=f"There is no job type {name!r}.")
     return catalog.CATALOG[name]
@@ -166,12 +165,13 @@ def _chosen_type(name: str | None) -> catalog.JobType:
 
 def _login_needed(job_type: catalog.JobType, back: str | None = None):
     """403: a protected job type, and this browser is not logged in as the operator."""
+    name = presentation.form_heading(job_type)
     if access.login_configured():
-        message = (f"{forms.label(job_type.name)} is a protected job type: log in as the operator (the dashboard "
-                   "user and password) to submit it.")
+        message = (f"{name!r} is a protected job type: log in as the operator (the dashboard user and password) "
+                   "to submit it.")
     else:
-        message = (f"{forms.label(job_type.name)} is a protected job type, and this deployment has no operator "
-                   "login (DASHBOARD_PASSWORD is unset): it can be submitted only with the API token.")
+        message = (f"{name!r} is a protected job type, and this deployment has no operator login "
+                   "(DASHBOARD_PASSWORD is unset): it can be submitted only with the API token.")
     return render_template("error.html", status=403, message=message, back=back,
                            login_url=url_for("views.login") if access.login_configured() else None), 403
 
@@ -200,8 +200,8 @@ def _form_page(job_type: catalog.JobType, values: dict[str, str], errors: dict[s
         values=values,
         errors=errors,
         recent=_recent(),
-        heading=presentation.form_heading(job_type.name),
-        submit_text=presentation.submit_text(job_type.name),
+        heading=presentation.form_heading(job_type),
+        submit_text=job_type.submit_label,
         label=forms.label,
     )
 

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from engine.errors import InvalidUrl
-from engine.progress import Progress
-from engine.settings import Settings
+from engine import Progress, job
 from jobs.wordcount import fetch, text
+from jobs.wordcount.aggregate import aggregate_word_counts
+from jobs.wordcount.errors import InvalidUrl
 
 
 def _web_url(value: str) -> str:
@@ -26,15 +26,19 @@ TopN = Annotated[int, Field(ge=1, le=100, title="Top words", description="How ma
 
 @lru_cache(maxsize=1)
 def fetch_policy() -> fetch.FetchPolicy:
-    """The fetch policy from the worker's environment, read once per process."""
-    settings = Settings.from_env()
-    return fetch.FetchPolicy(
-        allow_networks=settings.fetch_allow_networks,
-        max_bytes=settings.fetch_max_bytes,
-        timeout=settings.fetch_timeout,
-    )
+    """The fetch policy from the worker's environment (FETCH_*), read once per process."""
+    return fetch.FetchPolicy.from_env()
 
 
+@job(
+    label="Count the words on a web page",
+    submit_label="Count words",
+    title="Word count",
+    stages={"downloading": "Downloading the page", "counting": "Counting words"},
+    result_template="result.html",
+    batch_aggregate=aggregate_word_counts,
+    settings=fetch_policy,
+)
 def count_words_at_url(url: WebUrl, top: TopN = 20) -> dict[str, Any]:
     """Count the words on the web page at ``url`` and list the ``top`` most common."""
     progress = Progress()

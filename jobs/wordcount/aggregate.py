@@ -6,35 +6,23 @@ from collections import Counter
 from typing import Annotated, Any
 
 from pydantic import Field
-from rq import get_current_job
+
+from engine import ended_items, job
 
 ItemIds = Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]], Field(min_length=1, max_length=100)]
 TOP = 20
 
 
+@job(internal=True, retry=())
 def aggregate_word_counts(batch_id: str, item_ids: ItemIds) -> dict[str, Any]:
     """Sum the word counts of a batch's finished items, merge their top words, list the failed items."""
-    from engine.queues import SERIALIZER, CatalogJob, job_error, job_status  # queues imports the catalogue
-
-    job = get_current_job()
-    connection = job.connection if job is not None else None
-    if connection is None:
-        raise RuntimeError("aggregate_word_counts runs only inside a worker")
-    items = CatalogJob.fetch_many(item_ids, connection=connection, serializer=SERIALIZER)
     results, failed = [], []
-    for item_id, item in zip(item_ids, items, strict=True):
-        if item is None:
-            failed.append({"id": item_id, "url": None, "status": "expired",
-                           "error": {"type": "Expired", "message": "The item expired before the batch ended."}})
-            continue
-        status = job_status(item)
-        if status == "finished":
-            results.append(item.return_value() or {})
-            continue
-        if status == "started":  # a stop was requested and is landing as we read
-            status = "stopped"
-        error = job_error(item, status) or {"type": status.capitalize(), "message": f"The item was {status}."}
-        failed.append({"id": item_id, "url": item.kwargs.get("url"), "status": status, "error": error})
+    for item in ended_items(item_ids):
+        if item["status"] == "finished":
+            results.append(item["result"])
+        else:
+            failed.append({"id": item["id"], "url": item["params"].get("url"), "status": item["status"],
+                           "error": item["error"]})
     return summarise(batch_id, results, failed)
 
 

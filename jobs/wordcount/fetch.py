@@ -54,11 +54,11 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from engine import errors
+from engine.settings import EnvSettings, Network, integer, networks, number, var
+from jobs.wordcount import errors
 from jobs.wordcount.text import is_countable, media_type
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ProgressCallback = Callable[[int, int | None], None]
 
 MAX_URL_LENGTH = 2048
@@ -86,12 +86,12 @@ _getaddrinfo = socket.getaddrinfo
 
 
 @dataclass(frozen=True)
-class FetchPolicy:
-    """What a fetch may reach and how much it may take."""
+class FetchPolicy(EnvSettings):
+    """What a fetch may reach and how much it may take; ``from_env`` reads the FETCH_* variables."""
 
-    allow_networks: tuple[Network, ...] = ()
-    max_bytes: int = 10 * 1024 * 1024
-    timeout: float = 10.0  # total deadline in seconds; also bounds connect/read timeouts
+    allow_networks: tuple[Network, ...] = var("FETCH_ALLOW_NETWORKS", networks, ())
+    max_bytes: int = var("FETCH_MAX_BYTES", integer(1, 1 << 40), 10 * 1024 * 1024)
+    timeout: float = var("FETCH_TIMEOUT", number(0.1, 3600.0), 10.0)  # total deadline; bounds connect/read too
     max_redirects: int = 5
     user_agent: str = "flask-rq-stack/0.1 (+count_words_at_url)"
 

@@ -26,7 +26,7 @@ from collections import Counter
 
 from selectolax.lexbor import LexborHTMLParser
 
-from engine.errors import UnsupportedContentType
+from jobs.wordcount.errors import UnsupportedContentType
 
 HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 COUNTABLE_TYPES = HTML_TYPES | {"text/plain"}
