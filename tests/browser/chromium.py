@@ -15,10 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SYSTEM_NAMES = ("chromium", "chromium-browser")
-# Exactly the flags the issue asks for; Playwright adds --headless and a fresh temporary --user-data-dir itself.
+# Exactly the agreed flags (Playwright's headless=True adds --headless too; saying it here keeps the list whole).
 LAUNCH_ARGS = [
+    "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",

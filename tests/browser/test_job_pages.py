@@ -11,12 +11,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from engine import catalog, errors
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import TEST_PASSWORD
-from web.presentation import ERROR_HEADLINES
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
+catalog.load()  # job modules define their error classes, and so their headlines
 expect.set_options(timeout=30_000)  # the machine is shared: generous, and only ever waited out on failure
 JOB_URL = re.compile(r"/jobs/[\w-]+$")
 GATE_WAIT = 30.0
@@ -136,7 +137,7 @@ def test_failed_job_shows_its_error_and_try_again_submits_a_new_job(page, stack)
     job = api_job(page, stack, job_id)
     error = page.locator("#error")
     expect(error).to_be_visible()
-    expect(error.locator("h2")).to_have_text(ERROR_HEADLINES.get(job["error"]["type"], "The job failed."))
+    expect(error.locator("h2")).to_have_text(errors.headline(job["error"]["type"]))
     expect(error).to_contain_text(job["error"]["message"], ignore_case=True)
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
     try_again = page.get_by_role("button", name="Try again")
@@ -153,10 +154,13 @@ def test_failed_job_shows_its_error_and_try_again_submits_a_new_job(page, stack)
 
 def test_recent_jobs_list_links_to_job_pages_and_keeps_its_badges_current(page, stack):
     first_url, gate = stack.pages.add_gated("/recent-one", ARTICLE)
-    first = submit_api(page, stack, first_url)
+    first = submit_form(page, stack, first_url)  # the list holds the jobs this browser submitted
     assert gate.requested.wait(GATE_WAIT), stack.logs()
-    second = submit_api(page, stack, stack.pages.add("/recent-two", ARTICLE))  # waits behind the first
+    second = submit_form(page, stack, stack.pages.add("/recent-two", ARTICLE))  # waits behind the first
+    elsewhere = submit_api(page, stack, stack.pages.add("/recent-elsewhere", ARTICLE))  # not from this browser
     page.goto(stack.url("/"))
+    expect(page.locator(".recent-list li")).to_have_count(2)
+    expect(page.locator(f'.recent-list a[href="/jobs/{elsewhere}"]')).to_have_count(0)
     page.evaluate("window.sameDocument = true")
     expect(page.locator(".recent-list li").first).to_contain_text("/recent-two")  # newest first
     link = page.locator(f'.recent-list a[href="/jobs/{first}"]')
@@ -214,7 +218,7 @@ def test_cancel_a_queued_job_and_stop_a_running_one(page, stack):
     expect(page.locator("#status")).to_have_text("Running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status")).to_have_text("Stopped")
-    expect(page.locator("#error h2")).to_have_text(ERROR_HEADLINES["Stopped"])
+    expect(page.locator("#error h2")).to_have_text(errors.headline("Stopped"))
     blocker.release()
 
 
