@@ -202,7 +202,7 @@ def wait_for(connection: Redis, job_id: str, timeout: float, interval: float = 0
     """The job once it is terminal, or after ``timeout`` seconds; None if it expired or never existed.
 
     Polls the job's status field (one small HGET) with a growing interval: from 5 ms, so a quick job answers
-    within milliseconds (issue 8's submit→result latency), ×1.5 up to 1 s, about 45 HGETs in 30 s. Under
+    within milliseconds, ×1.5 up to 1 s, about 45 HGETs in 30 s. Under
     gunicorn's gevent worker, time.sleep yields to other requests: hundreds of waiters cost a greenlet each.
     """
     deadline = time.monotonic() + max(0.0, min(timeout, MAX_WAIT))

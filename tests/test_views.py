@@ -103,7 +103,7 @@ def test_job_page_refreshes_itself_without_javascript(client):
     assert 'aria-live="polite"' in page
 
 
-# --- The UI of issue 6: generated form, priority, recent jobs, panel, cancel, try again, escaping ---------------
+# --- The UI: generated form, priority, recent jobs, panel, cancel, try again, escaping ---------- ---------------
 
 def post_form(client, data: dict, path: str = "/"):
     return client.post(path, data={**data, "csrf_token": csrf_token(client)})

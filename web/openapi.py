@@ -143,7 +143,7 @@ _EXTRA_PATHS: dict[str, dict[str, Any]] = {}
 
 
 def register_path(path: str, method: str, operation: dict[str, Any]) -> None:
-    """Add an operation (another issue's endpoint) to the document."""
+    """Add an operation (an endpoint defined elsewhere) to the document."""
     _EXTRA_PATHS.setdefault(path, {})[method.lower()] = operation
 
 

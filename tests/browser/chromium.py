@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SYSTEM_NAMES = ("chromium", "chromium-browser")
-# Exactly the agreed flags (Playwright's headless=True adds --headless too; saying it here keeps the list whole).
+# The flags a closed network needs (no background connections, no QUIC). Playwright's headless=True adds
+# --headless and a fresh temporary --user-data-dir itself; --headless is listed too, so the list is whole.
 LAUNCH_ARGS = [
     "--headless",
     "--no-sandbox",
