@@ -1,5 +1,6 @@
-"""Exposed to the internet, against the real web process (gunicorn with web/gunicorn_conf.py, from the Procfile):
-forwarded headers trusted only when configured, HSTS only over https, and gunicorn's own refusals as JSON."""
+"""Exposed to the internet, against real processes (gunicorn from the Procfile with web/gunicorn_conf.py, a worker):
+forwarded headers trusted only when configured, HSTS only over https, gunicorn's own refusals as JSON, access
+per job type, one rate limit per client, and IPv6 forms of loopback refused before connecting."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pytest
 
 from engine.embedded_redis import free_port
 from engine.settings import PROJECT_ROOT
+from tests.conftest import TEST_API_TOKEN, wait_for_job
+from tests.pageserver import ConnectionRecorder
 from tests.test_longpoll import procfile_command
 
 pytestmark = pytest.mark.integration
@@ -98,3 +101,47 @@ def test_gunicorn_refusals_are_json(serve, path, headers, status, code):
     assert got["content-type"] == "application/json"
     assert json.loads(body)["error"]["code"] == code
     assert json.loads(body)["error"]["message"]
+
+
+# --- against the real web process: access, the rate limit, the SSRF refusal ---------------------------------
+
+VALID = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}}
+PROTECTED = {"type": "send_email", "params": {"to": "ada@example.com", "subject": "Hi", "body": "b"}}
+
+
+def test_a_visitor_gets_public_jobs_and_clear_refusals(serve):
+    port = serve()
+    status, _, body = request(port, "POST", "/api/jobs", body=VALID)
+    assert status == 202
+    job_id = json.loads(body)["id"]
+    assert request(port, "GET", f"/api/jobs/{job_id}")[0] == 200  # by its id
+    for method, path, payload in (("POST", "/api/jobs", PROTECTED), ("GET", "/api/jobs", None)):
+        status, headers, body = request(port, method, path, body=payload)
+        assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+        error = json.loads(body)["error"]
+        assert error["code"] == "unauthorized" and "Authorization: Bearer <API_TOKEN>" in error["message"]
+    status, _, body = request(port, "POST", "/api/jobs", {"Authorization": f"Bearer {TEST_API_TOKEN}"}, PROTECTED)
+    assert status == 202
+
+
+def test_one_limit_per_client_across_routes_in_the_real_server(serve):
+    port = serve(RATELIMIT_SUBMIT="4 per minute")
+    job_id = json.loads(request(port, "POST", "/api/jobs", body=VALID)[2])["id"]
+    items = [{"url": "https://a.example/"}, {"url": "https://b.example/"}]
+    assert request(port, "POST", "/api/batches", body={"type": "count_words_at_url", "items": items})[0] == 202
+    assert request(port, "POST", f"/api/jobs/{job_id}/cancel")[0] == 200  # 4 of 4
+    status, headers, body = request(port, "POST", "/api/jobs", body=VALID)
+    assert status == 429 and int(headers["retry-after"]) > 0
+    assert json.loads(body)["error"]["code"] == "too_many_requests"
+
+
+@pytest.mark.parametrize("host", ["[::127.0.0.1]", "[::ffff:0:7f00:1]"])
+def test_embedded_loopback_ipv6_fails_at_once_in_a_real_worker(client, start_worker, host):
+    start_worker()
+    with ConnectionRecorder("127.0.0.1") as recorder:
+        response = client.post("/api/jobs", json={"type": "count_words_at_url",
+                                                  "params": {"url": f"http://{host}:{recorder.port}/"}})
+        job = wait_for_job(client, response.get_json()["id"])
+        assert job["status"] == "failed" and job["error"]["type"] == "RefusedAddress"
+        assert "attempts" not in job["error"]["message"]  # permanent: not retried as a connection error
+        assert not recorder.wait_for(1, timeout=0.2)
