@@ -11,13 +11,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from engine import catalog, errors
+from engine.errors import headline
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
-catalog.load()  # job modules define their error classes, and so their headlines
 expect.set_options(timeout=30_000)  # the machine is shared: generous, and only ever waited out on failure
 JOB_URL = re.compile(r"/jobs/[\w-]+$")
 GATE_WAIT = 30.0
@@ -137,7 +136,7 @@ def test_failed_job_shows_its_error_and_try_again_submits_a_new_job(page, stack)
     job = api_job(page, stack, job_id)
     error = page.locator("#error")
     expect(error).to_be_visible()
-    expect(error.locator("h2")).to_have_text(errors.headline(job["error"]["type"]))
+    expect(error.locator("h2")).to_have_text(headline(job["error"]["type"]))
     expect(error).to_contain_text(job["error"]["message"], ignore_case=True)
     expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
     try_again = page.get_by_role("button", name="Try again")
@@ -218,7 +217,7 @@ def test_cancel_a_queued_job_and_stop_a_running_one(page, stack):
     expect(page.locator("#status")).to_have_text("Running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#status")).to_have_text("Stopped")
-    expect(page.locator("#error h2")).to_have_text(errors.headline("Stopped"))
+    expect(page.locator("#error h2")).to_have_text(headline("Stopped"))
     blocker.release()
 
 
