@@ -11,12 +11,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from engine import catalog
 from engine.errors import headline
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
+catalog.load()  # job modules define their error classes, and so their headlines
 expect.set_options(timeout=30_000)  # the machine is shared: generous, and only ever waited out on failure
 JOB_URL = re.compile(r"/jobs/[\w-]+$")
 GATE_WAIT = 30.0
