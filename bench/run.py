@@ -1,4 +1,4 @@
-"""``make bench``: every performance figure of issue #8 in one run against one private Redis.
+"""``make bench``: every performance figure of the stack in one run against one private Redis.
 
 Starts its own redis-server on a free loopback port, then measures, in order:
 1. no-op jobs: our worker setup vs stock ``rq worker`` (jobs/s, Redis commands per job, worker CPU per job);
@@ -304,7 +304,7 @@ def latency(port: int, n: int) -> dict[str, Any]:
 
 
 def text_speed() -> dict[str, Any]:
-    """bench/bench_text.py's run() (issue #3), if it is in this tree."""
+    """bench/bench_text.py's run() (HTML → counts), if it is in this tree."""
     path = ROOT / "bench" / "bench_text.py"
     if not path.exists():
         return {"note": "not available in this tree"}

@@ -4,7 +4,6 @@ per job type, one rate limit per client, and IPv6 forms of loopback refused befo
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import subprocess
@@ -18,6 +17,7 @@ from engine.embedded_redis import free_port
 from engine.settings import PROJECT_ROOT
 from tests.conftest import TEST_API_TOKEN, wait_for_job
 from tests.pageserver import ConnectionRecorder
+from tests.processes import http
 from tests.test_longpoll import procfile_command
 
 pytestmark = pytest.mark.integration
@@ -25,15 +25,9 @@ pytestmark = pytest.mark.integration
 
 def request(port: int, method: str, path: str, headers: dict[str, str] | None = None,
             body: object = None) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        all_headers = {**({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}
-        connection.request(method, path, body=data, headers=all_headers)
-        response = connection.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        connection.close()
+    """tests.processes.http on the local server, with header names in lower case."""
+    status, got, data = http(method, f"http://127.0.0.1:{port}{path}", body, headers)
+    return status, {name.lower(): value for name, value in got.items()}, data
 
 
 @pytest.fixture

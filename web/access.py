@@ -42,9 +42,9 @@ def check_bearer() -> Response | None:
     """A before_request hook for /api: a wrong or unusable Authorization header is a 401 on every route."""
     if not request.path.startswith("/api/") or request.path == "/api/openapi.json":
         return None
-    if bearer_status() == "wrong":
-        return _unauthorized("The Authorization header is not a valid API token. Send Authorization: Bearer "
-                             "<API_TOKEN>, or no Authorization header for public routes.")
+    if bearer_status() == "wrong":  # www_authenticate adds the challenge
+        return error_response(401, "unauthorized", "The Authorization header is not a valid API token. Send "
+                              "Authorization: Bearer <API_TOKEN>, or no Authorization header for public routes.")
     return None
 
 
@@ -63,16 +63,10 @@ def require_token_for(job_type: catalog.JobType) -> None:
         require_token(f"{job_type.name} is a protected job type; submitting it")
 
 
-def _unauthorized(message: str) -> Response:
-    response = error_response(401, "unauthorized", message)
-    response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
-    return response
-
-
 def www_authenticate(response: Response) -> Response:
     """after_request: every API 401 says which scheme it wants."""
     if response.status_code == 401 and request.path.startswith("/api/"):
-        response.headers.setdefault("WWW-Authenticate", 'Bearer realm="api"')
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
     return response
 
 
