@@ -148,8 +148,8 @@ def submit_batch():
         raise ApiError(422, "invalid_request", f"Unknown field(s): {', '.join(unknown)}.")
     try:
         priority = lifecycle.parse_priority(body.get("priority"))
+        access.require_token_for(catalog.get(body.get("type")))  # before the items, as for a single job
         job_type, items = batches.validate_items(body.get("type"), body.get("items"))
-        access.require_token_for(job_type)
     except catalog.UnknownJobType as exc:
         raise ApiError(422, "unknown_job_type", str(exc)) from None
     except lifecycle.InvalidRequest as exc:
