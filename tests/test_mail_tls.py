@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from engine.settings import Settings
-from jobs.mail import MailConfigError, MemoryLedger, compose, deliver
+from jobs.mail import MailConfigError, MailSettings, MemoryLedger, compose, deliver
 from tests.conftest import wait_for_job
 from tests.mailserver import MailServer
 
@@ -44,8 +43,8 @@ def tls_server(request, server_context) -> Iterator[MailServer]:
         yield server
 
 
-def settings_for(url: str, timeout: str = "5") -> Settings:
-    return Settings.from_env({"SMTP_URL": url, "MAIL_FROM": "noreply@example.com", "SMTP_TIMEOUT": timeout})
+def settings_for(url: str, timeout: str = "5") -> MailSettings:
+    return MailSettings.from_env({"SMTP_URL": url, "MAIL_FROM": "noreply@example.com", "SMTP_TIMEOUT": timeout})
 
 
 def send(url: str, context: ssl.SSLContext | None = None) -> dict:
