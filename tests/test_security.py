@@ -217,7 +217,13 @@ def test_a_batch_counts_as_its_number_of_items(env, redis):
     items = [{"url": f"https://example.com/{n}"} for n in range(4)]
     response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items})
     assert response.status_code == 429 and response.get_json()["error"]["code"] == "too_many_requests"
+    assert "counts as 4 submissions" in response.get_json()["error"]["message"]
     assert redis.llen("rq:queue:default") == 0
+    response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items[:2]})
+    assert response.status_code == 202  # a batch that can never fit is refused without being charged
+    response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items[:2]})
+    assert response.status_code == 429 and "Try again in" in response.get_json()["error"]["message"]
+
 
 
 def test_the_limit_costs_one_redis_round_trip(env, redis, monkeypatch):

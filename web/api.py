@@ -129,13 +129,14 @@ def cancel(job_id: str):
 
 
 def batch_size() -> int:
-    """What a batch costs against the client's rate limit: its number of items (1 if it has none to count)."""
+    """What a batch costs against the client's rate limit: its number of items (1 when that is out of range and
+    the batch will be refused anyway)."""
     try:
         body = request.get_json(silent=True) if request.is_json else None
     except RecursionError:
         body = None
     items = body.get("items") if isinstance(body, dict) else None
-    return min(len(items), batches.MAX_ITEMS) if isinstance(items, list) and items else 1
+    return len(items) if isinstance(items, list) and 1 <= len(items) <= batches.MAX_ITEMS else 1
 
 
 @bp.post("/batches")

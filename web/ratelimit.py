@@ -94,8 +94,6 @@ class ClientLimiter:
     def _retry_after(self, current: int, previous: int, now: float, window: int, cost: int) -> int:
         """Seconds until this much work would fit again, if the client sends nothing meanwhile."""
         period, limit = self.rate.period, self.rate.limit
-        if cost > limit:
-            return period  # never fits; say when the window has moved on, the honest best
         # Within this window the previous one fades out; from the next window on, only `current` fades.
         end = (window + 1) * period
         if previous:
@@ -117,6 +115,12 @@ def cost(units: Callable[[], int]) -> Callable[[F], F]:
     return mark
 
 
+def too_many(message: str, retry_after: int) -> Response:
+    response = error_response(429, "too_many_requests", message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientLimiter:
     """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit."""
     limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text))
@@ -127,15 +131,16 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientL
             return None
         view = app.view_functions.get(request.endpoint or "")
         units = getattr(view, "rate_cost", None)
-        verdict = limiter.charge(client_key(request.remote_addr), units() if units else 1)
+        cost = units() if units else 1
+        if cost > limiter.rate.limit:  # can never fit: refused without charging (or asking Redis)
+            message = (f"This request counts as {cost} submissions (one per batch item), more than the whole limit "
+                       f"of {rate_text}: send fewer items at a time.")
+            return too_many(message, limiter.rate.period)
+        verdict = limiter.charge(client_key(request.remote_addr), cost)
         if verdict.allowed:
             return None
-        response = error_response(
-            429, "too_many_requests",
-            f"Too many submissions from your address: the limit is {rate_text}, counted over submits, batch "
-            f"items, cancels, retries and form posts together. Try again in {verdict.retry_after} s.",
-        )
-        response.headers["Retry-After"] = str(verdict.retry_after)
-        return response
+        return too_many(f"Too many submissions from your address: the limit is {rate_text}, counted over submits, "
+                        f"batch items, cancels, retries and form posts together. Try again in {verdict.retry_after} s.",
+                        verdict.retry_after)
 
     return limiter
