@@ -1,4 +1,4 @@
-"""``make bench``: every performance figure of issue #8 in one run against one private Redis.
+"""``make bench``: every performance figure of the stack in one run against one private Redis.
 
 Starts its own redis-server on a free loopback port, then measures, in order:
 1. no-op jobs: our worker setup vs stock ``rq worker`` (jobs/s, Redis commands per job, worker CPU per job);
@@ -304,7 +304,7 @@ def latency(port: int, n: int) -> dict[str, Any]:
 
 
 def text_speed() -> dict[str, Any]:
-    """bench/bench_text.py's run() (issue #3), if it is in this tree."""
+    """bench/bench_text.py's run() (HTML → counts), if it is in this tree."""
     path = ROOT / "bench" / "bench_text.py"
     if not path.exists():
         return {"note": "not available in this tree"}
@@ -319,6 +319,8 @@ def text_speed() -> dict[str, Any]:
 def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Benchmark ({r['when']})", "", f"Machine: {r['machine']}", f"Command: `{r['command']}`", ""]
     for title, key in (("No-op jobs", "noop"), ("I/O-bound jobs: count_words_at_url, page answers after 100 ms", "io")):
+        if not r[key]:
+            continue
         lines += [f"## {title}", "", "| setup | jobs | jobs/s | × stock | Redis cmds/job | worker CPU ms/job | "
                   "Redis CPU ms/job | worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|---|"]
         base = r[key][0]["jobs_per_s"] or 1
@@ -353,6 +355,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs and shorter loads (a smoke run)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP ratio and the API latency (skips the worker and text sections)")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
     out: Path = args.out
@@ -361,7 +365,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
-        "command": "make bench" + (" (--quick)" if args.quick else ""),
+        "command": "make bench" + (" (--quick)" if args.quick else "") + (" (--http-only)" if args.http_only else ""),
         "rss": {},
     }
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), port=free_port()) as redis_server:
@@ -376,7 +380,7 @@ def main() -> int:
         # Stock runs os.getpid, a no-op it need not import: with our module, every forked horse would import
         # it again (pydantic and all), which is stock RQ's real cost but not its best case.
         noop = {"func": "engine.diagnostics.noop", "kwargs": {}}
-        result["noop"] = [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
+        result["noop"] = [] if args.http_only else [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
             (ours(1, 32, "ours 1×32"), noop["func"], n(4000)),
             (ours(2, 32, "threads 2×32"), noop["func"], n(4000)),
@@ -384,7 +388,7 @@ def main() -> int:
             (gevent(2, 32), noop["func"], n(3000)),
         )]
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
-        result["io"] = [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
+        result["io"] = [] if args.http_only else [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
             (stock(), n(40)),
             (ours(1, 32, "ours 1×32"), n(1000)),
             (ours(2, 32, "threads 2×32"), n(1000)),
@@ -415,7 +419,7 @@ def main() -> int:
         finally:
             stop(web)
         result["rss"]["redis-server"] = procs.peak_rss(redis_server.process.pid)
-    result["text"] = text_speed()
+    result["text"] = {"note": "skipped (--http-only)"} if args.http_only else text_speed()
     result["rss"]["bench driver (incl. page server)"] = procs.peak_rss(os.getpid())[:1]
     result["bench_seconds"] = round(time.monotonic() - began, 1)
     (out / "latest.json").write_text(json.dumps(result, indent=1))

@@ -19,6 +19,8 @@ from engine.settings import PROJECT_ROOT, Settings
 from web import create_app
 
 TEST_PASSWORD = "dashboard-test-password"
+TEST_API_TOKEN = "test-api-token-0123456789"
+BEARER = {"Authorization": f"Bearer {TEST_API_TOKEN}"}
 TERMINAL = {"finished", "failed", "canceled", "stopped"}
 
 
@@ -46,6 +48,7 @@ def env(redis_server: RedisServer) -> dict[str, str]:
         "APP_ENV": "testing",
         "SECRET_KEY": "test-secret-key-0123456789",
         "DASHBOARD_PASSWORD": TEST_PASSWORD,
+        "API_TOKEN": TEST_API_TOKEN,
         "FETCH_ALLOW_NETWORKS": "127.0.0.0/8",
         "FETCH_TIMEOUT": "5",
         "RETRY_INTERVALS": "1,1",  # 3 attempts a second apart, so retry tests take seconds (default 5,30,120)
@@ -66,6 +69,18 @@ def app(settings: Settings):
 
 @pytest.fixture
 def client(app):
+    """A client holding the API token (an operator's script): protected job types and the job list are open to it.
+
+    Tests of what a visitor without credentials may do use ``anonymous``.
+    """
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = BEARER["Authorization"]
+    return client
+
+
+@pytest.fixture
+def anonymous(app):
+    """A client with no credential at all: a visitor from the internet."""
     return app.test_client()
 
 

@@ -132,9 +132,10 @@ def test_redis_out_of_memory_is_503(tmp_path, env):
 
     with RedisServer(tmp_path / "full", extra=("maxmemory 2mb",)) as server:
         filler = Redis.from_url(server.url)
-        with contextlib.suppress(ResponseError):  # noeviction: writes fail once memory is full
-            for n in range(1000):
-                filler.set(f"filler:{n}", "x" * 100_000)
+        for size in (100_000, 10_000, 1_000, 100):  # fill the gaps too, so no small write fits any more
+            with contextlib.suppress(ResponseError):  # noeviction: writes fail once memory is full
+                for n in range(1000):
+                    filler.set(f"filler:{size}:{n}", "x" * size)
         filler.close()
         settings = Settings.from_env({**env, "REDIS_URL": server.url, "DASHBOARD_PASSWORD": ""})
         client = create_app({"SETTINGS": settings}).test_client()

@@ -137,6 +137,10 @@ LOOPBACK_FORMS = [
     "http://[::ffff:127.0.0.1]:{port}/",  # IPv4-mapped IPv6
     "http://[::ffff:7f00:1]:{port}/",
     "http://[::]:{port}/",
+    "http://[::127.0.0.1]:{port}/",  # IPv4-compatible IPv6
+    "http://[::7f00:1]:{port}/",
+    "http://[::ffff:0:7f00:1]:{port}/",  # IPv4-translated IPv6
+    "http://[::ffff:0:127.0.0.1]:{port}/",
     "http://localhost:{port}/",
     "http://LOCALHOST.:{port}/",  # trailing dot
     "http://app.localhost:{port}/",
@@ -187,6 +191,10 @@ PRIVATE_TARGETS = [
     "http://[2001:db8::1]/",
     "http://[64:ff9b::7f00:1]/",  # NAT64 of 127.0.0.1
     "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+    "http://[::a9fe:a9fe]/",  # IPv4-compatible 169.254.169.254
+    "http://[::ffff:0:a00:1]/",  # IPv4-translated 10.0.0.1
+    "http://[::8.8.8.8]/",  # IPv4-compatible, even of a public address: not global unicast
+    "http://[0:0:1::1]/",  # elsewhere in ::/8
     "http://metadata.google.internal/computeMetadata/v1/",
     "http://METADATA.GOOGLE.INTERNAL./",
 ]
@@ -235,6 +243,14 @@ def test_metadata_address_refused_even_inside_allowed_network(connects: list) ->
         ("2002:808:808::1", (), True),  # 6to4 of 8.8.8.8
         ("2002:c0a8:101::1", (), False),  # 6to4 of 192.168.1.1
         ("224.0.0.251", (), False),
+        ("::8.8.8.8", (), False),  # IPv4-compatible: not global unicast, whatever it embeds
+        ("::127.0.0.1", ("127.0.0.0/8",), False),
+        ("::127.0.0.1", ("::/0",), False),  # judged by its IPv4 first
+        ("::ffff:0:808:808", (), False),  # IPv4-translated
+        ("::ffff:0:7f00:1", ("127.0.0.0/8",), False),
+        ("0:0:1::1", (), False),  # the rest of ::/8
+        ("::1:2:3", (), False),
+        ("::1", ("::1/128",), True),  # an allowed IPv6 network still opens what it names
     ],
 )
 def test_address_allowed(address: str, allow: tuple[str, ...], expected: bool) -> None:

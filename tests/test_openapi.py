@@ -11,6 +11,7 @@ from schemathesis import checks
 
 from engine import catalog
 from engine.settings import Settings
+from tests.conftest import BEARER
 from web import create_app
 from web.openapi import document
 
@@ -98,7 +99,8 @@ def test_answers_the_fuzzer_cannot_reach_match_the_document(env, redis):
     answer(schema, "/api/jobs", "POST", 409, body={**body, "priority": "high"}, headers=key)
     answer(schema, "/api/jobs", "POST", 400, body=body, headers={"Idempotency-Key": "caf\u00e9"})
     answer(schema, "/api/jobs", "POST", 413, body={**body, "params": {"url": "x" * app.config["MAX_CONTENT_LENGTH"]}})
-    page = answer(schema, "/api/jobs", "GET", 200, query={"status": "scheduled", "limit": 1})
+    answer(schema, "/api/jobs", "GET", 401, query={"status": "scheduled", "limit": 1})  # everyone's jobs: token
+    page = answer(schema, "/api/jobs", "GET", 200, query={"status": "scheduled", "limit": 1}, headers=BEARER)
     assert [j["id"] for j in page["jobs"]] == [job["id"]] and page["next_cursor"]
     ids = {"job_id": job["id"]}
     waited = answer(schema, "/api/jobs/{job_id}", "GET", 200, path_parameters=ids, query={"wait": 0.2})

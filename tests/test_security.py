@@ -27,6 +27,8 @@ def test_security_headers_on_every_response(client, path):
     csp = response.headers["Content-Security-Policy"]
     script_src = re.search(r"script-src ([^;]*)", csp).group(1)
     assert "'unsafe-inline'" not in script_src and "'nonce-" in script_src
+    # rq-dashboard compiles its row templates with new Function: 'unsafe-eval' there, and nowhere else.
+    assert ("'unsafe-eval'" in script_src) == path.startswith("/rq/")
     assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
@@ -72,20 +74,191 @@ def test_proxy_fix_keys_the_limit_by_the_forwarded_address(env, redis, x_for, se
     assert second.status_code == second_client_status
 
 
+TOKEN = "s3cret-token-0123456789"
+PROTECTED = {"type": "send_email", "params": {"to": "ada@example.com", "subject": "Hi", "body": "b"}}
+
+
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token-wrong-token", "Basic Zm9vOmJhcg==", "Bearer "])
 def test_api_token_is_required_when_set(env, redis, header):
-    client = make_client(env, API_TOKEN="s3cret-token-0123456789")
+    client = make_client(env, API_TOKEN=TOKEN)
     headers = {"Authorization": header} if header else {}
-    for response in (client.post("/api/jobs", json=VALID, headers=headers), client.get("/api/jobs/x", headers=headers)):
+    # A protected job type and the list of everyone's jobs need the token; a wrong header is refused everywhere.
+    responses = [client.post("/api/jobs", json=PROTECTED, headers=headers), client.get("/api/jobs", headers=headers)]
+    if header:
+        responses += [client.post("/api/jobs", json=VALID, headers=headers),
+                      client.get("/api/jobs/x", headers=headers)]
+    for response in responses:
         assert response.status_code == 401
         assert response.get_json()["error"]["code"] == "unauthorized"
+        assert "API_TOKEN" in response.get_json()["error"]["message"]
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert redis.llen("rq:queue:default") == 0
 
 
 def test_api_token_lets_the_right_bearer_in(env, redis):
-    client = make_client(env, API_TOKEN="s3cret-token-0123456789")
-    response = client.post("/api/jobs", json=VALID, headers={"Authorization": "Bearer s3cret-token-0123456789"})
+    client = make_client(env, API_TOKEN=TOKEN)
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.post("/api/jobs", json=VALID, headers=bearer).status_code == 202
+    assert client.post("/api/jobs", json=PROTECTED, headers=bearer).status_code == 202
+    assert len(client.get("/api/jobs", headers=bearer).get_json()["jobs"]) == 2
+
+
+def test_a_visitor_without_credentials_may_submit_public_types_and_read_a_job_by_id(env, redis):
+    client = make_client(env, API_TOKEN=TOKEN)
+    response = client.post("/api/jobs", json=VALID)
     assert response.status_code == 202
+    assert client.get(f"/api/jobs/{response.get_json()['id']}").get_json()["status"] == "queued"
+
+
+def test_protected_types_and_the_list_are_closed_when_no_token_is_configured(env, redis):
+    client = make_client(env, API_TOKEN="")
+    for response in (client.post("/api/jobs", json=PROTECTED), client.get("/api/jobs"),
+                     client.post("/api/jobs", json=PROTECTED, headers={"Authorization": "Bearer anything-at-all"})):
+        assert response.status_code in (401, 403)
+        assert "API_TOKEN" in response.get_json()["error"]["message"]
+    assert client.post("/api/jobs", json=PROTECTED).get_json()["error"]["code"] == "forbidden"
+    assert redis.llen("rq:queue:default") == 0
+
+
+# --- the form: protected types need the operator login -----------------------------------------------------
+
+MAIL_FORM = {"type": "send_email", "to": "ada@example.com", "subject": "Hi", "body": "b"}
+
+
+def form_client(env: dict[str, str], **overrides: str):
+    settings = Settings.from_env({**env, **overrides})
+    return create_app({"SETTINGS": settings, "WTF_CSRF_ENABLED": False}).test_client()
+
+
+def test_the_form_does_not_offer_or_accept_protected_types_from_a_visitor(env, redis):
+    client = form_client(env)
+    page = client.get("/").get_data(as_text=True)
+    assert "type=send_email" not in page and "Log in" in page
+    response = client.get("/?type=send_email")
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    response = client.post("/", data=MAIL_FORM)
+    assert response.status_code == 403
+    assert "protected job type: log in as the operator" in response.get_data(as_text=True)
+    assert redis.llen("rq:queue:default") == 0
+
+
+def test_the_operator_login_opens_protected_types_on_the_form(env, redis):
+    client = form_client(env)
+    wrong = client.post("/login", data={"username": "admin", "password": "wrong", "next": "/?type=send_email"})
+    assert wrong.status_code == 401 and "Wrong user name or password" in wrong.get_data(as_text=True)
+    assert client.post("/", data=MAIL_FORM).status_code == 403
+    right = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "next": "/?type=send_email"})
+    assert right.status_code == 303 and right.headers["Location"] == "/?type=send_email"
+    assert "type=send_email" in client.get("/").get_data(as_text=True)
+    assert client.post("/", data=MAIL_FORM).status_code == 303
+    assert redis.llen("rq:queue:default") == 1
+    client.post("/logout")
+    assert client.post("/", data=MAIL_FORM).status_code == 403
+
+
+def test_login_goes_on_only_to_this_site(env, redis):
+    client = form_client(env)
+    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
+        response = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "next": target})
+        assert response.headers["Location"] == "/"
+
+
+def test_no_login_and_no_protected_form_without_a_dashboard_password(env, redis):
+    client = form_client(env, DASHBOARD_PASSWORD="")
+    assert client.get("/login").status_code == 404
+    response = client.post("/", data=MAIL_FORM)
+    assert response.status_code == 403 and "DASHBOARD_PASSWORD is unset" in response.get_data(as_text=True)
+
+
+# --- privacy: each browser sees its own jobs ---------------------------------------------------------------
+
+def test_the_home_page_lists_only_this_browsers_jobs(env, redis):
+    app = create_app({"SETTINGS": Settings.from_env(env), "WTF_CSRF_ENABLED": False})
+    alice, bob = app.test_client(), app.test_client()
+    location = alice.post("/", data={"url": "https://alice.example/secret"}).headers["Location"]
+    job_id = location.rsplit("/", 1)[1]
+    app.test_client().post("/api/jobs", json={**VALID, "params": {"url": "https://api.example/"}})
+    assert "alice.example/secret" in alice.get("/").get_data(as_text=True)
+    assert f"/jobs/{job_id}" in alice.get("/recent").get_data(as_text=True)
+    for page in (bob.get("/").get_data(as_text=True), bob.get("/recent").get_data(as_text=True)):
+        assert "alice.example" not in page and job_id not in page and "api.example" not in page
+    assert bob.get(location).status_code == 200  # a job's page stays reachable by its unguessable id
+
+
+def test_the_recent_list_is_bounded(env, redis):
+    client = form_client(env, RATELIMIT_SUBMIT="1000 per minute")
+    for n in range(13):
+        client.post("/", data={"url": f"https://example.com/{n}"})
+    page = client.get("/").get_data(as_text=True)
+    assert page.count('<li data-job="') == 10
+    assert "https://example.com/12" in page and "https://example.com/2<" not in page
+
+
+# --- one rate limit per client over every submitting route --------------------------------------------------
+
+def test_one_limit_per_client_covers_every_submitting_route(env, redis):
+    client = form_client(env, RATELIMIT_SUBMIT="6 per minute")
+    job_id = client.post("/api/jobs", json=VALID).get_json()["id"]  # 1
+    batch = {"type": "count_words_at_url", "items": [{"url": "https://a.example/"}, {"url": "https://b.example/"}]}
+    assert client.post("/api/batches", json=batch).status_code == 202  # 2 more: a batch costs its items
+    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200  # 4
+    assert client.post(f"/jobs/{job_id}/retry").status_code == 303  # 5
+    assert client.post("/", data={"url": "https://example.com/"}).status_code == 303  # 6
+    for refused in (client.post("/", data={"url": "https://example.com/"}), client.post("/api/jobs", json=VALID),
+                    client.post(f"/api/jobs/{job_id}/cancel"), client.post(f"/jobs/{job_id}/retry")):
+        assert refused.status_code == 429
+        assert int(refused.headers["Retry-After"]) > 0
+    other = client.post("/api/jobs", json=VALID, environ_base={"REMOTE_ADDR": "198.51.100.7"})
+    assert other.status_code == 202  # another client has its own allowance
+
+
+def test_a_batch_counts_as_its_number_of_items(env, redis):
+    client = make_client(env, RATELIMIT_SUBMIT="3 per minute")
+    items = [{"url": f"https://example.com/{n}"} for n in range(4)]
+    response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items})
+    assert response.status_code == 429 and response.get_json()["error"]["code"] == "too_many_requests"
+    assert "counts as 4 submissions" in response.get_json()["error"]["message"]
+    assert redis.llen("rq:queue:default") == 0
+    response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items[:2]})
+    assert response.status_code == 202  # a batch that can never fit is refused without being charged
+    response = client.post("/api/batches", json={"type": "count_words_at_url", "items": items[:2]})
+    assert response.status_code == 429 and "Try again in" in response.get_json()["error"]["message"]
+
+
+
+def test_the_limit_costs_one_redis_round_trip(env, redis, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    from web.ratelimit import ClientLimiter, Rate
+
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, check_health=True: (sent.append(command),
+                                                                  original(self, command, check_health))[1])
+    limiter = ClientLimiter(redis, Rate(2, 60))
+    verdicts = [limiter.charge("192.0.2.1", now=1000.0) for _ in range(3)]
+    assert [v.allowed for v in verdicts] == [True, True, False] and verdicts[2].retry_after > 0
+    assert len(sent) == 3  # one write to the socket per charge
+
+
+def test_the_window_slides(redis):
+    from web.ratelimit import ClientLimiter, Rate
+
+    limiter = ClientLimiter(redis, Rate(10, 60))
+    assert limiter.charge("c", cost=10, now=6000 + 50).allowed  # late in one window
+    assert limiter.charge("c", cost=1, now=6060 + 10).allowed  # 1 + 10 × 5/6 of the previous window in view
+    refused = limiter.charge("c", cost=1, now=6060 + 10)  # 2 + 8.3 > 10
+    assert not refused.allowed and 0 < refused.retry_after < 50
+    assert limiter.charge("c", cost=1, now=6070 + refused.retry_after + 2).allowed  # Retry-After was honest
+
+
+@pytest.mark.parametrize(("address", "key"), [("192.0.2.1", "192.0.2.1"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
+                                              ("::ffff:192.0.2.1", "192.0.2.1")])
+def test_clients_are_counted_by_address_and_ipv6_by_its_64(address, key):
+    from web.ratelimit import client_key
+
+    assert client_key(address) == key
 
 
 def test_form_post_without_csrf_token_is_refused(env, redis):

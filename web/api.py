@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request, url_for
 
 from engine import batches, catalog, lifecycle
 from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
-from web import state
+from web import access, ratelimit, state
 from web.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -39,6 +39,7 @@ def validated_job(body: dict[str, Any]) -> tuple[catalog.JobType, dict[str, Any]
         raise ApiError(422, "invalid_request", f"Unknown field(s): {', '.join(unknown)}.")
     try:
         job_type = catalog.get(body.get("type"))
+        access.require_token_for(job_type)  # before its params: a protected type asks for the token first
         return job_type, job_type.validate(body.get("params", {}))
     except catalog.UnknownJobType as exc:
         raise ApiError(422, "unknown_job_type", str(exc)) from None
@@ -81,7 +82,8 @@ def submit_job():
 
 @bp.get("/jobs")
 def list_jobs():
-    """Recent jobs, newest first: ``?status=&type=&limit=&cursor=``; ``next_cursor`` pages on."""
+    """Recent jobs, newest first: ``?status=&type=&limit=&cursor=``; ``next_cursor`` pages on. Needs the token."""
+    access.require_token("Listing every job")
     status = request.args.get("status") or None
     if status is not None and status not in lifecycle.STATUSES:
         raise ApiError(422, "invalid_request", f"status must be one of {', '.join(lifecycle.STATUSES)}.")
@@ -126,7 +128,19 @@ def cancel(job_id: str):
     return jsonify(job_view(job))
 
 
+def batch_size() -> int:
+    """What a batch costs against the client's rate limit: its number of items (1 when that is out of range and
+    the batch will be refused anyway)."""
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except RecursionError:
+        body = None
+    items = body.get("items") if isinstance(body, dict) else None
+    return len(items) if isinstance(items, list) and 1 <= len(items) <= batches.MAX_ITEMS else 1
+
+
 @bp.post("/batches")
+@ratelimit.cost(batch_size)
 def submit_batch():
     """Enqueue one job per item and an aggregate that runs when all have ended; 202 with the batch."""
     body = json_body()
@@ -135,6 +149,7 @@ def submit_batch():
         raise ApiError(422, "invalid_request", f"Unknown field(s): {', '.join(unknown)}.")
     try:
         priority = lifecycle.parse_priority(body.get("priority"))
+        access.require_token_for(catalog.get(body.get("type")))  # before the items, as for a single job
         job_type, items = batches.validate_items(body.get("type"), body.get("items"))
     except catalog.UnknownJobType as exc:
         raise ApiError(422, "unknown_job_type", str(exc)) from None

@@ -12,6 +12,7 @@ import hmac
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, request
+from rq import Worker
 from rq.exceptions import NoSuchJobError
 
 from engine.queues import SERIALIZER
@@ -26,8 +27,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     """Mount the dashboard, only when DASHBOARD_PASSWORD is set."""
     if not settings.dashboard_password:
         return
-    # rq-dashboard reads its serializer from a process-global, not from Flask config.
+    # rq-dashboard reads its serializer from a process-global, not from Flask config, and lists workers without
+    # it: a busy worker's current job would be read with pickle and the workers table would answer 500.
     rq_dashboard.web.config.serializer = SERIALIZER
+    rq_dashboard.web.Worker = JsonWorkers
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", client_redis_url(settings))
     rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
@@ -49,6 +52,15 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.errorhandler(NoSuchJobError)
     def no_such_job(exc: NoSuchJobError):
         return Response("No such job: it expired or never existed.\n", 404, {"Content-Type": "text/plain"})
+
+
+class JsonWorkers(Worker):
+    """What rq-dashboard calls ``Worker``: the same workers, read with our serializer."""
+
+    @classmethod
+    def all(cls, *args, **kwargs):
+        kwargs["serializer"] = SERIALIZER
+        return super().all(*args, **kwargs)
 
 
 def _same(given: str | None, expected: str) -> bool:

@@ -11,6 +11,9 @@ from gevent import monkey
 monkey.patch_all()
 
 from engine.settings import Settings  # noqa: E402 - after patching, on purpose
+from web import gunicorn_errors  # noqa: E402
+
+gunicorn_errors.install()  # gunicorn's own 400/414/431 answers come back as the API's JSON error shape
 
 _settings = Settings.from_env()  # fails loudly, naming the variable, before any worker boots
 
@@ -29,5 +32,8 @@ errorlog = "-"
 loglevel = _settings.log_level.lower()
 logger_class = "web.gunicorn_logging.StackLogger"  # LOG_FORMAT=json makes gunicorn's lines JSON too
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms request_id=%({x-request-id}o)s'
-forwarded_allow_ips = "127.0.0.1"  # proxies are trusted only through PROXY_FIX_* (web/security.py), never by default
+# gunicorn trusts no peer's X-Forwarded-* / X-Forwarded-Ssl headers, not even loopback's (its default is
+# 127.0.0.1,::1, which made a local client's "X-Forwarded-Proto: https" look like TLS). Forwarded headers are read
+# in one place only: Flask's ProxyFix, when PROXY_FIX_* says how many proxies set them (web/security.py).
+forwarded_allow_ips = ""
 control_socket_disable = True  # gunicorn's default control socket path is shared by every instance on the host

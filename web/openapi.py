@@ -14,7 +14,6 @@ from flask import Blueprint, jsonify
 
 from engine import batches, catalog, lifecycle
 from engine.queues import QUEUE_NAMES
-from web import state
 from web.errors import MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
@@ -24,7 +23,8 @@ ITEM_STATUSES = [*STATUSES, "expired"]
 BATCH_STATUSES = ["queued", "running", "finished", "failed", "canceled", "stopped", "expired"]
 ERROR_DESCRIPTIONS = {
     "400": "Malformed JSON, or not application/json",
-    "401": "Missing or wrong bearer token (only when API_TOKEN is set)",
+    "401": "A wrong Authorization header (any route); or no API token where one is needed",
+    "403": "The API token is needed, and this deployment has none (API_TOKEN is unset)",
     "413": f"Body over {MAX_BODY_BYTES // 1024} KB",
     "429": "Too many submissions; see Retry-After",
     "503": "Redis unavailable",
@@ -199,7 +199,9 @@ def job_submission(job_type: catalog.JobType, defs: dict[str, Any]) -> dict[str,
     return {
         "type": "object",
         "title": job_type.name,
-        "description": job_type.description,
+        "description": job_type.description + (" Protected: needs the API token." if job_type.access == "protected"
+                                               else ""),
+        "x-access": job_type.access,
         "required": ["type", "params"] if params.get("required") else ["type"],
         "additionalProperties": False,
         "properties": {"type": {"const": job_type.name}, "params": params, "priority": PRIORITY,
@@ -239,8 +241,9 @@ def submit_job(defs: dict[str, Any]) -> dict[str, Any]:
             "409": error("Idempotency-Key already used with another body, or its first request is still running "
                          "(code idempotency_conflict)"),
             "422": error("Unknown job type, invalid params or options; the message names the field"),
-            **errors("413", "429", "503"),
+            **errors("401", "403", "413", "429", "503"),
         },
+        "security": [{}, {"bearer": []}],  # public job types need nothing; protected ones need the token
     }
 
 
@@ -260,8 +263,9 @@ def list_jobs() -> dict[str, Any]:
             "200": response(f"A page; each request examines at most {lifecycle.LIST_SCAN_BUDGET} index entries, "
                             "so a rare filter may give a short page with a next_cursor", "JobList"),
             "422": error("Bad status, limit or cursor"),
-            **errors("503"),
+            **errors("401", "403", "503"),
         },
+        "security": [{"bearer": []}],  # everyone's jobs: only for the API token's holder
     }
 
 
@@ -339,7 +343,7 @@ def api_paths(defs: dict[str, Any]) -> dict[str, Any]:
     return paths
 
 
-def document(token_required: bool = False) -> dict[str, Any]:
+def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     defs: dict[str, Any] = {}
     paths = api_paths(defs)
@@ -349,16 +353,15 @@ def document(token_required: bool = False) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": {**SCHEMAS, **defs}},
     }
-    if token_required:
-        for operations in paths.values():
-            for operation in operations.values():
-                operation["responses"].update(errors("401"))
-        doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        doc["security"] = [{"bearer": []}]
+    for operations in paths.values():  # a wrong Authorization header is refused everywhere
+        for operation in operations.values():
+            operation["responses"].update(errors("401"))
+            operation.setdefault("security", [{}, {"bearer": []}])
+    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return doc
 
 
 @bp.get("/api/openapi.json")
 def openapi_json():
-    """The OpenAPI document (public, even when the API needs a token)."""
-    return jsonify(document(token_required=bool(state.settings().api_token)))
+    """The OpenAPI document (public)."""
+    return jsonify(document())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError
 from redis.exceptions import RedisError
@@ -14,19 +14,20 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from engine import catalog
-from engine.lifecycle import list_jobs
-from engine.queues import NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
-from web import forms, humanize, presentation, state
+from engine.queues import SERIALIZER, CatalogJob, NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
+from web import access, forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
 
-RECENT_LIMIT = 10
+RECENT_LIMIT = 10  # job ids this browser's session remembers (and the home page lists)
 
 
 @bp.get("/")
 def index():
-    """The submit form for the chosen job type, and the recent jobs."""
+    """The submit form for the chosen job type, and this browser's recent jobs."""
     job_type = _chosen_type(request.args.get("type"))
+    if not access.may_submit(job_type):
+        return redirect(url_for("views.login", next=url_for("views.index", type=job_type.name)), code=303)
     return _form_page(job_type, values={}, errors={})
 
 
@@ -34,6 +35,8 @@ def index():
 def submit():
     """Validate the form, enqueue, and 303 to the job page; invalid input re-renders it with a 422."""
     job_type = _chosen_type(request.form.get("type"))
+    if not access.may_submit(job_type):
+        return _login_needed(job_type)
     fields = forms.fields_for(job_type)
     values = {**forms.form_values(fields, request.form), "priority": request.form.get("priority", "default")}
     errors: dict[str, str] = {}
@@ -47,6 +50,7 @@ def submit():
     if errors:
         return _form_page(job_type, values, errors), 422
     job = enqueue(state.queues()[values["priority"]], job_type, params, state.settings())
+    _remember(job.id)
     return redirect(url_for("views.job_page", job_id=job.id), code=303)
 
 
@@ -54,6 +58,35 @@ def submit():
 def recent():
     """The recent-jobs list alone, for recent.js to refresh the badges."""
     return render_template("_recent.html", recent=_recent())
+
+
+@bp.get("/login")
+def login():
+    """The operator login (DASHBOARD_USER / DASHBOARD_PASSWORD): it lets this browser's form submit protected jobs."""
+    if not access.login_configured():
+        abort(404, description="There is no operator login here: DASHBOARD_PASSWORD is not set.")
+    return render_template("login.html", form=FlaskForm(), error=None, next=_safe_next(request.args.get("next")))
+
+
+@bp.post("/login")
+def login_post():
+    """Check the operator's user and password; mark the session and 303 on, or 401 with the form again."""
+    if not access.login_configured():
+        abort(404, description="There is no operator login here: DASHBOARD_PASSWORD is not set.")
+    target = _safe_next(request.form.get("next"))
+    if not access.check_login(request.form.get("username", ""), request.form.get("password", "")):
+        error = "Wrong user name or password."
+        return render_template("login.html", form=FlaskForm(), error=error, next=target), 401
+    access.log_in()
+    flash("Logged in: protected job types are offered on the form.", "info")
+    return redirect(target, code=303)
+
+
+@bp.post("/logout")
+def logout():
+    access.log_out()
+    flash("Logged out.", "info")
+    return redirect(url_for("views.index"), code=303)
 
 
 @bp.errorhandler(CSRFError)
@@ -105,15 +138,20 @@ def retry(job_id: str):
         back = url_for("views.job_page", job_id=job_id)
         return render_template("error.html", status=422, message=f"This job cannot be run again: {exc}",
                                back=back), 422
+    if not access.may_submit(job_type):
+        return _login_needed(job_type, back=url_for("views.job_page", job_id=job_id))
     queue = state.queues().get(job.origin) or state.queues()["default"]
     new = enqueue(queue, job_type, params, state.settings())
+    _remember(new.id)
     return redirect(url_for("views.job_page", job_id=new.id), code=303)
 
 
 @bp.app_context_processor
 def navigation() -> dict[str, Any]:
-    """The dashboard link, shown only when the dashboard is mounted (it needs DASHBOARD_PASSWORD)."""
-    return {"dashboard_url": "/rq/" if state.settings().dashboard_password else None}
+    """The dashboard link (shown only when mounted: it needs DASHBOARD_PASSWORD) and the operator login state."""
+    configured = access.login_configured()
+    return {"dashboard_url": "/rq/" if configured else None, "login_offered": configured,
+            "operator": access.logged_in()}
 
 
 def _chosen_type(name: str | None) -> catalog.JobType:
@@ -125,12 +163,38 @@ def _chosen_type(name: str | None) -> catalog.JobType:
     return catalog.CATALOG[name]
 
 
+def _login_needed(job_type: catalog.JobType, back: str | None = None):
+    """403: a protected job type, and this browser is not logged in as the operator."""
+    name = presentation.form_heading(job_type)
+    if access.login_configured():
+        message = (f"{name!r} is a protected job type: log in as the operator (the dashboard user and password) "
+                   "to submit it.")
+    else:
+        message = (f"{name!r} is a protected job type, and this deployment has no operator login "
+                   "(DASHBOARD_PASSWORD is unset): it can be submitted only with the API token.")
+    return render_template("error.html", status=403, message=message, back=back,
+                           login_url=url_for("views.login") if access.login_configured() else None), 403
+
+
+def _safe_next(target: str | None) -> str:
+    """A path on this site to go on to after logging in (never another host)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return url_for("views.index")
+
+
+def _remember(job_id: str) -> None:
+    """Put a job this browser submitted at the top of its recent list (in the signed session, bounded)."""
+    ids = [job_id, *(i for i in session.get("recent", []) if i != job_id)]
+    session["recent"] = ids[:RECENT_LIMIT]
+
+
 def _form_page(job_type: catalog.JobType, values: dict[str, str], errors: dict[str, str]) -> str:
     return render_template(
         "index.html",
         form=FlaskForm(),
         job_type=job_type,
-        job_types=list(catalog.CATALOG.values()),
+        job_types=[t for t in catalog.CATALOG.values() if access.may_submit(t)],
         fields=forms.fields_for(job_type),
         priorities=forms.PRIORITIES,
         values=values,
@@ -143,11 +207,20 @@ def _form_page(job_type: catalog.JobType, values: dict[str, str], errors: dict[s
 
 
 def _recent() -> list[dict[str, Any]] | None:
-    """Rows for the recent-jobs list, or None when Redis cannot be read (the form still works)."""
+    """Rows for the jobs this browser submitted (ids kept in its session), or None when Redis cannot be read.
+
+    Nobody else's jobs are listed: their params (addresses, subjects) are theirs. Expired jobs drop out.
+    """
+    ids = [i for i in session.get("recent", []) if isinstance(i, str)][:RECENT_LIMIT]
+    if not ids:
+        return []
     try:
-        jobs, _ = list_jobs(state.redis(), limit=RECENT_LIMIT)
+        fetched = CatalogJob.fetch_many(ids, connection=state.redis(), serializer=SERIALIZER)
     except RedisError:
         return None
+    jobs = [job for job in fetched if job is not None]
+    if len(jobs) < len(ids):
+        session["recent"] = [job.id for job in jobs]
     now = datetime.now(UTC)
     return [_recent_row(job, now) for job in jobs]
 

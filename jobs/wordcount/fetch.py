@@ -6,9 +6,12 @@ The rules (OWASP's SSRF cheat sheet made concrete):
   ``http://example.com@127.0.0.1/`` is a classic way to make a URL look like it goes somewhere else.
 * Every A and AAAA record of the host is checked; one private, loopback, link-local, multicast or
   otherwise non-global address refuses the whole fetch (RefusedAddress), unless it lies inside
-  ``FetchPolicy.allow_networks``. IPv4-mapped, NAT64 and 6to4 IPv6 addresses are judged by the IPv4
-  address they embed as well. Cloud metadata names and addresses, and ``0.0.0.0``/``::``, are refused
-  even when an allowed network covers them. ``localhost`` and ``*.localhost`` mean loopback (RFC 6761)
+  ``FetchPolicy.allow_networks``. Every IPv6 form that embeds an IPv4 address (IPv4-mapped, IPv4-compatible,
+  IPv4-translated, NAT64, 6to4) is judged by that IPv4 address first; IPv4-compatible (``::/96``),
+  IPv4-translated (``::ffff:0:0:0/96``) and the rest of ``::/8`` are never global unicast and are refused
+  unless an allowed IPv6 network names them (NAT64's ``64:ff9b::/96`` is judged by its IPv4 alone).
+  Cloud metadata names and addresses, and ``0.0.0.0``/``::``, are refused even when an allowed network
+  covers them. ``localhost`` and ``*.localhost`` mean loopback (RFC 6761)
   without asking DNS.
 * The connection goes to the address that was checked: no second lookup, so DNS rebinding cannot swap
   it. The Host header, TLS SNI and certificate check still use the real host name.
@@ -75,6 +78,9 @@ ALWAYS_REFUSED = frozenset(ipaddress.ip_address(a) for a in (
     "0.0.0.0", "::", "169.254.169.254", "169.254.170.2", "fd00:ec2::254",
 ))
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_ZERO_BLOCK = ipaddress.ip_network("::/8")  # reserved by IANA: nothing in it is global unicast
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d (deprecated, RFC 4291)
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f\\]")
 
@@ -239,20 +245,22 @@ def address_allowed(address: IPAddress, allow_networks: tuple[Network, ...] = ()
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address_allowed(address.ipv4_mapped, allow_networks)  # ::ffff:a.b.c.d is a.b.c.d
+    embedded = _embedded_ipv4(address)
+    if embedded is not None and not address_allowed(embedded, allow_networks):
+        return False  # any form that leads to an IPv4 address is judged by that address first
     if any(address.version == net.version and address in net for net in allow_networks):
         return True
-    if not address.is_global or address.is_multicast:
-        return False
-    embedded = _embedded_ipv4(address)
-    return embedded is None or address_allowed(embedded, allow_networks)
+    if address.version == 6 and address in _ZERO_BLOCK and address not in _NAT64:
+        return False  # IPv4-compatible, IPv4-translated and the rest of ::/8: never global unicast
+    return address.is_global and not address.is_multicast
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address a NAT64 or 6to4 address leads to (a gateway would forward it there)."""
+    """The IPv4 address an IPv6 form leads to: NAT64, 6to4, IPv4-compatible or IPv4-translated."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
-    if address in _NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address in _NAT64 or address in _IPV4_TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)  # :: and ::1 embed nothing
     return address.sixtofour
 
 

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SYSTEM_NAMES = ("chromium", "chromium-browser")
-# The flags a closed network needs (no background connections); Playwright adds --headless and a fresh
-# temporary --user-data-dir itself.
+# The flags a closed network needs (no background connections, no QUIC). Playwright's headless=True adds
+# --headless and a fresh temporary --user-data-dir itself; --headless is listed too, so the list is whole.
 LAUNCH_ARGS = [
+    "--headless",
     "--no-sandbox",
     "--disable-gpu",
+    "--disable-quic",
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",

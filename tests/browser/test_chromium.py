@@ -9,7 +9,8 @@ from tests.browser import chromium
 
 def test_launch_flags_are_exactly_the_agreed_ones():
     assert chromium.LAUNCH_ARGS == [
-        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+        "--disable-component-update",
         "--disable-sync", "--no-first-run",
     ]
 

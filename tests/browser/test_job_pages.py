@@ -11,12 +11,14 @@ import re
 import pytest
 from playwright.sync_api import expect
 
+from engine import catalog
 from engine.errors import headline
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import TEST_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
+catalog.load()  # job modules define their error classes, and so their headlines
 expect.set_options(timeout=30_000)  # the machine is shared: generous, and only ever waited out on failure
 JOB_URL = re.compile(r"/jobs/[\w-]+$")
 GATE_WAIT = 30.0
@@ -153,10 +155,13 @@ def test_failed_job_shows_its_error_and_try_again_submits_a_new_job(page, stack)
 
 def test_recent_jobs_list_links_to_job_pages_and_keeps_its_badges_current(page, stack):
     first_url, gate = stack.pages.add_gated("/recent-one", ARTICLE)
-    first = submit_api(page, stack, first_url)
+    first = submit_form(page, stack, first_url)  # the list holds the jobs this browser submitted
     assert gate.requested.wait(GATE_WAIT), stack.logs()
-    second = submit_api(page, stack, stack.pages.add("/recent-two", ARTICLE))  # waits behind the first
+    second = submit_form(page, stack, stack.pages.add("/recent-two", ARTICLE))  # waits behind the first
+    elsewhere = submit_api(page, stack, stack.pages.add("/recent-elsewhere", ARTICLE))  # not from this browser
     page.goto(stack.url("/"))
+    expect(page.locator(".recent-list li")).to_have_count(2)
+    expect(page.locator(f'.recent-list a[href="/jobs/{elsewhere}"]')).to_have_count(0)
     page.evaluate("window.sameDocument = true")
     expect(page.locator(".recent-list li").first).to_contain_text("/recent-two")  # newest first
     link = page.locator(f'.recent-list a[href="/jobs/{first}"]')

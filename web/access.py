@@ -1,0 +1,104 @@
+"""Who may do what on the web side: protected job types and the full job list need a credential.
+
+Two credentials, one per door:
+- the API (JSON, no cookies, exempt from CSRF) takes ``Authorization: Bearer <API_TOKEN>`` and nothing else, so a
+  logged-in browser cannot be made to submit a protected job cross-site;
+- the HTML form takes the operator login (``/login`` with DASHBOARD_USER / DASHBOARD_PASSWORD), kept in the signed
+  session for LOGIN_HOURS, and its posts carry the CSRF token.
+Anyone may submit a public job type and read a job by its (unguessable) id. Code inside the deployment (the CLI,
+the clock, Python) enqueues through the engine and is not asked.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import Response, request, session
+
+from engine import catalog
+from web import state
+from web.errors import ApiError, error_response
+
+PROTECTED = "protected"
+LOGIN_HOURS = 12
+
+
+# --- the API: a bearer token ------------------------------------------------------------------------------------
+
+def bearer_status() -> str:
+    """'valid', 'absent' or 'wrong' for this request's Authorization header against API_TOKEN."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        return "absent"
+    token = state.settings().api_token
+    scheme, _, given = header.partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return "valid"
+    return "wrong"
+
+
+def check_bearer() -> Response | None:
+    """A before_request hook for /api: a wrong or unusable Authorization header is a 401 on every route."""
+    if not request.path.startswith("/api/") or request.path == "/api/openapi.json":
+        return None
+    if bearer_status() == "wrong":  # www_authenticate adds the challenge
+        return error_response(401, "unauthorized", "The Authorization header is not a valid API token. Send "
+                              "Authorization: Bearer <API_TOKEN>, or no Authorization header for public routes.")
+    return None
+
+
+def require_token(what: str) -> None:
+    """Raise the API's 401/403 unless the request carries the API token; ``what`` names what needs it."""
+    if bearer_status() == "valid":
+        return
+    if not state.settings().api_token:
+        raise ApiError(403, "forbidden", f"{what} needs the API token, and this deployment has none (API_TOKEN is "
+                                         "unset): only code inside the deployment (the CLI, the clock) can do it.")
+    raise ApiError(401, "unauthorized", f"{what} needs the API token: send Authorization: Bearer <API_TOKEN>.")
+
+
+def require_token_for(job_type: catalog.JobType) -> None:
+    if job_type.access == PROTECTED:
+        require_token(f"{job_type.name} is a protected job type; submitting it")
+
+
+def www_authenticate(response: Response) -> Response:
+    """after_request: every API 401 says which scheme it wants."""
+    if response.status_code == 401 and request.path.startswith("/api/"):
+        response.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return response
+
+
+# --- the form: the operator login in the session ----------------------------------------------------------------
+
+def login_configured() -> bool:
+    return bool(state.settings().dashboard_password)
+
+
+def check_login(user: str, password: str) -> bool:
+    """DASHBOARD_USER / DASHBOARD_PASSWORD, compared in constant time (both, always)."""
+    settings = state.settings()
+    if not settings.dashboard_password:
+        return False
+    same_user = hmac.compare_digest(user.encode(), settings.dashboard_user.encode())
+    same_password = hmac.compare_digest(password.encode(), settings.dashboard_password.encode())
+    return same_user and same_password
+
+
+def log_in() -> None:
+    session["operator_at"] = int(time.time())
+
+
+def log_out() -> None:
+    session.pop("operator_at", None)
+
+
+def logged_in() -> bool:
+    at = session.get("operator_at")
+    return isinstance(at, int) and login_configured() and 0 <= time.time() - at < LOGIN_HOURS * 3600
+
+
+def may_submit(job_type: catalog.JobType) -> bool:
+    """Whether this browser may use the form for ``job_type``."""
+    return job_type.access != PROTECTED or logged_in()

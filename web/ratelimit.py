@@ -1,0 +1,146 @@
+"""One rate limit per client over every route that submits work: ONE Redis round trip per POST.
+
+A sliding-window counter (the two-window approximation): each client has a counter per fixed window of
+``period`` seconds, and its load now is ``current + previous × (share of the previous window still in view)``.
+Charging a request is one pipelined ``INCRBY`` + ``EXPIRE`` of the current window and a ``GET`` of the previous
+one (no transaction, one write to the socket). A request is refused when its charge would take the client over
+the limit; the refused charge still counts, so hammering past the limit keeps a client out.
+
+The client is the address the request came from (``request.remote_addr``, the proxy's client once ProxyFix is
+set up with PROXY_FIX_X_FOR); an IPv6 client is counted by its /64, the block one host usually gets.
+If Redis does not answer, the request goes through: it then fails on its own with a 503.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from flask import Flask, Response, request
+from redis import Redis
+from redis.exceptions import RedisError
+
+from web.errors import error_response
+
+F = TypeVar("F", bound=Callable[..., object])
+
+KEY_PREFIX = "stack:ratelimit:"
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``limit`` units of work per ``period`` seconds."""
+
+    limit: int
+    period: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """'60 per minute' → Rate(60, 60) (the format engine.settings checks for RATELIMIT_SUBMIT)."""
+        count, _, unit = text.split()
+        return cls(int(count), UNITS[unit.rstrip("s")])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    remaining: int
+    retry_after: int  # seconds; 0 when allowed
+
+
+def client_key(address: str | None) -> str:
+    """The counter's name for a client address: IPv4 as is, IPv6 by its /64."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class ClientLimiter:
+    """Charges work to a client against one shared Rate, in the app's Redis (shared by every web process)."""
+
+    def __init__(self, redis: Redis, rate: Rate):
+        self.redis, self.rate = redis, rate
+
+    def charge(self, client: str, cost: int = 1, now: float | None = None) -> Verdict:
+        now = time.time() if now is None else now
+        period, limit = self.rate.period, self.rate.limit
+        window = int(now // period)
+        current_key = f"{KEY_PREFIX}{client}:{window}"
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                pipe.incrby(current_key, cost)
+                pipe.expire(current_key, 2 * period)
+                pipe.get(f"{KEY_PREFIX}{client}:{window - 1}")
+                current, _, previous = pipe.execute()
+        except RedisError:
+            return Verdict(True, limit, 0)  # fail open; the request meets the outage itself
+        in_view = 1.0 - (now - window * period) / period  # share of the previous window still in the sliding one
+        load = int(current) + int(previous or 0) * in_view
+        if load <= limit:
+            return Verdict(True, max(0, math.floor(limit - load)), 0)
+        return Verdict(False, 0, self._retry_after(int(current), int(previous or 0), now, window, cost))
+
+    def _retry_after(self, current: int, previous: int, now: float, window: int, cost: int) -> int:
+        """Seconds until this much work would fit again, if the client sends nothing meanwhile."""
+        period, limit = self.rate.period, self.rate.limit
+        # Within this window the previous one fades out; from the next window on, only `current` fades.
+        end = (window + 1) * period
+        if previous:
+            # current + previous × (1 − (t − start)/period) + cost ≤ limit, solved for t
+            wait = (current + previous + cost - limit) * period / previous - (now - window * period)
+            if 0 < wait <= end - now:
+                return max(1, math.ceil(wait))
+        after_end = max(0.0, (current + cost - limit) * period / current) if current else 0.0
+        return max(1, math.ceil(end - now + after_end))
+
+
+def cost(units: Callable[[], int]) -> Callable[[F], F]:
+    """Mark a view whose POST costs ``units()`` (read from the request) instead of 1: a batch costs its items."""
+
+    def mark(view: F) -> F:
+        view.rate_cost = units  # type: ignore[attr-defined]
+        return view
+
+    return mark
+
+
+def too_many(message: str, retry_after: int) -> Response:
+    response = error_response(429, "too_many_requests", message)
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientLimiter:
+    """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit."""
+    limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text))
+
+    @app.before_request
+    def limit_submissions() -> Response | None:
+        if request.method != "POST" or request.blueprint not in blueprints:
+            return None
+        view = app.view_functions.get(request.endpoint or "")
+        units = getattr(view, "rate_cost", None)
+        cost = units() if units else 1
+        if cost > limiter.rate.limit:  # can never fit: refused without charging (or asking Redis)
+            message = (f"This request counts as {cost} submissions (one per batch item), more than the whole limit "
+                       f"of {rate_text}: send fewer items at a time.")
+            return too_many(message, limiter.rate.period)
+        verdict = limiter.charge(client_key(request.remote_addr), cost)
+        if verdict.allowed:
+            return None
+        return too_many(f"Too many submissions from your address: the limit is {rate_text}, counted over submits, "
+                        f"batch items, cancels, retries and form posts together. Try again in {verdict.retry_after} s.",
+                        verdict.retry_after)
+
+    return limiter
