@@ -10,6 +10,7 @@ worker holds a job that has not started; the recovery reaper returns claims whos
 
 from __future__ import annotations
 
+import hashlib
 import signal
 import threading
 import time
@@ -17,11 +18,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 from redis import Redis
+from redis.exceptions import NoScriptError
 from rq import Queue
 from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.utils import as_text
 
+_SHAS: dict[str, str] = {}
 POLL_MIN = 0.005  # first pause after an empty poll, seconds; doubles up to POLL_MAX
 POLL_MAX = 0.1  # an idle worker picks a new job up within this long; ~10 cheap script calls a second
 
@@ -44,6 +47,9 @@ return 0
 """
 
 SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+# Set by the worker on SIGTERM or recycle: the claim loop returns at its next poll instead of claiming more.
+# A flag, not an exception raised from the signal handler, so a stop can never land between claim and record.
+STOP = threading.Event()
 
 
 class Hold:
@@ -89,12 +95,21 @@ def claim(connection: Redis, queue_keys: list[str]) -> tuple[str, str] | None:
     """Atomically move the first waiting job id of the first non-empty queue into its backup list."""
     keys = [key for queue_key in queue_keys for key in (queue_key, intermediate_key(queue_key))]
     with signals_deferred():
-        result = connection.eval(CLAIM_SCRIPT, len(keys), *keys)
+        result = run_script(connection, CLAIM_SCRIPT, keys)
         if not result:
             return None
         queue_key, job_id = as_text(result[0]), as_text(result[1])
         HOLD.set(queue_key, job_id)
     return queue_key, job_id
+
+
+def run_script(connection: Redis, script: str, keys: list[str], args: tuple = ()) -> object:
+    """EVALSHA (the body is not resent each call), loading the script when Redis does not know it yet."""
+    sha = _SHAS.get(script) or _SHAS.setdefault(script, hashlib.sha1(script.encode()).hexdigest())
+    try:
+        return connection.evalsha(sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return connection.eval(script, len(keys), *keys, *args)
 
 
 def give_back(connection: Redis, queue_key: str, job_id: str) -> bool:
@@ -119,7 +134,7 @@ class SafeQueue(Queue):
         queue_keys = [queue.key for queue in queues]
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = POLL_MIN
-        while True:
+        while not STOP.is_set():
             claimed = claim(connection, queue_keys)
             if claimed is not None:
                 queue_key, job_id = claimed
@@ -139,3 +154,4 @@ class SafeQueue(Queue):
                 raise DequeueTimeout(timeout, queue_keys)
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, POLL_MAX)
+        return None

@@ -45,8 +45,8 @@ class Settings:
     failure_ttl: int = 7 * 24 * 3600
     queued_ttl: int = 24 * 3600
     job_timeout: int = 180
-    worker_processes: int = 0
-    worker_threads: int = 0
+    worker_processes: int = 2
+    worker_threads: int = 32
     worker_max_jobs: int = 50000
     worker_max_rss_mb: int = 400
     worker_hang_grace: float = 30.0
@@ -107,8 +107,8 @@ class Settings:
             proxy_fix_x_host=_int(env, "PROXY_FIX_X_HOST", 0, 0, 10),
             ratelimit_submit=_rate(env, "RATELIMIT_SUBMIT", "60 per minute"),
             schedule_file=env.get("SCHEDULE_FILE") or None,
-            worker_processes=_int(env, "WORKER_PROCESSES", 0, 0, 256),
-            worker_threads=_int(env, "WORKER_THREADS", 0, 0, 1024),
+            worker_processes=_int(env, "WORKER_PROCESSES", 2, 0, 256),
+            worker_threads=_int(env, "WORKER_THREADS", 32, 1, 1024),
             worker_max_jobs=_int(env, "WORKER_MAX_JOBS", 50000, 0, 10**9),
             worker_max_rss_mb=_int(env, "WORKER_MAX_RSS_MB", 400, 0, 1 << 20),
             worker_hang_grace=_float(env, "WORKER_HANG_GRACE", 30.0, 0.1, 3600.0),
@@ -188,7 +188,7 @@ def _mail_from(env: Mapping[str, str]) -> str:
 
 
 def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
-    """DIAGNOSTIC_JOBS: catalogue the benchmark and fault-injection jobs (engine/diagnostics.py); never in production."""
+    """DIAGNOSTIC_JOBS: catalogue the benchmark and fault-injection jobs (engine/diagnostics.py); never in prod."""
     return _bool(os.environ if environ is None else environ, "DIAGNOSTIC_JOBS", False)
 
 
