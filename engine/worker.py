@@ -164,11 +164,9 @@ class StackWorker(SimpleWorker):
         """Wait for running jobs; after SIGTERM + shutdown_grace, re-queue the rest at the front of their queue."""
         if self._running:
             self.log.info("Worker %s: waiting for %d running job(s)", self.name, len(self._running))
-        while self._running:
-            if self._grace_over():
-                self._interrupt_all()
-                return
-            self._wait(lambda: not self._running, until_stop=False)
+        self._wait(lambda: not self._running, give_up=self._grace_over)
+        if self._running:
+            self._interrupt_all()
 
     def _grace_over(self) -> bool:
         started = self._shutdown_requested_date
@@ -198,11 +196,11 @@ class StackWorker(SimpleWorker):
             self._inbox.put(entry)
         finally:
             HOLD.clear()  # from here the job thread starts it at once; the backup copy goes in that transaction
-        self._wait(lambda: len(self._running) < self.threads)
+        self._wait(lambda: len(self._running) < self.threads, give_up=lambda: self._stop_requested)
 
-    def _wait(self, done: Callable[[], bool], until_stop: bool = True) -> None:
-        """Block until ``done()`` (or a stop, if ``until_stop``), heartbeating every _WAIT_STEP s."""
-        while not (until_stop and self._stop_requested):
+    def _wait(self, done: Callable[[], bool], give_up: Callable[[], bool]) -> None:
+        """Block until ``done()`` or ``give_up()``, heartbeating (and so upkeeping jobs) every _WAIT_STEP s."""
+        while not give_up():
             with self._changed:
                 if done():
                     return
