@@ -445,6 +445,11 @@ class StackWorker(SimpleWorker):
         self.last_cleaned_at = now()
 
     def check_for_suspension(self, burst: bool) -> None:
-        """Top of every loop: wait out a Redis outage instead of letting RQ quit."""
-        recovery.wait_for_redis(self.connection, lambda: self._stop_requested, self.log)
-        super().check_for_suspension(burst)
+        """Top of every loop: wait out a Redis outage instead of letting RQ quit (no PING while Redis answers)."""
+        while True:
+            try:
+                return super().check_for_suspension(burst)
+            except recovery.REDIS_DOWN:
+                recovery.wait_for_redis(self.connection, lambda: self._stop_requested, self.log)
+                if self._stop_requested:
+                    return None
