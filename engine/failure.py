@@ -29,7 +29,7 @@ def describe(job: Job, exc_type: type, exc_value: BaseException) -> tuple[str, s
 
 def is_expected(exc_value: BaseException | None) -> bool:
     """An error the job reports on purpose (a JobError): one log line, no traceback."""
-    return isinstance(exc_value, JobError | DeserializationError | JobTimeoutException)
+    return isinstance(exc_value, JobError | DeserializationError)
 
 
 def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object) -> bool:
