@@ -52,7 +52,8 @@ class Watchdog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="job-watchdog", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if self._alarms[0] is alarm:  # only an earlier deadline needs the watchdog awake sooner
+                self._changed.notify()
         return alarm
 
     def cancel(self, alarm: _Alarm) -> None:

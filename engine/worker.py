@@ -84,6 +84,30 @@ def rss_mb() -> float:
         return 0.0
 
 
+# RQ's per-job INFO lines (dequeued, "Job OK", "Successfully completed"): our job events say the same, and
+# formatting and writing five lines per job was about a quarter of a no-op job's CPU (make bench).
+RQ_PER_JOB_LINES = frozenset({
+    "Worker %s: %s: %s (%s)",
+    "Worker %s: %s: %s",
+    "Successfully completed %s job in %ss on worker %s",
+    "Successfully completed job %s in %ss on worker %s",
+})
+
+
+class QuietJobLines:
+    """RQ's worker logger without its per-job INFO lines (the job events replace them); all else passes."""
+
+    def __init__(self, logger: logging.Logger):
+        self._logger = logger
+
+    def info(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        if msg not in RQ_PER_JOB_LINES:
+            self._logger.info(msg, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+
 def queue_names(queues: Any) -> list[str]:
     """Names of the queues RQ's CLI or our own entry point passed (Queue objects or names)."""
     items = [queues] if isinstance(queues, str | Queue) else list(queues)
@@ -122,11 +146,12 @@ class StackWorker(SimpleWorker):
         self._pending: dict[str, Pipeline] = {}  # job id → pipeline holding its Execution until it starts
         self._inbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._beacon: recovery.Beacon | None = None
-        self._last_heartbeat = self._last_job_heartbeats = 0.0
+        self._last_heartbeat = self._last_job_heartbeats = self._last_suspension_check = self._last_rss_check = 0.0
         self._cached_state: str | None = None
         self._redis_down = False
         STOP.clear()  # one worker per process: a stop belongs to this worker
         super().__init__(queue_names(queues), *args, exception_handlers=handlers, **kwargs)
+        self.log = QuietJobLines(self.log)  # type: ignore[assignment]
 
     # --- lifecycle ------------------------------------------------------------------------------------------
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
@@ -138,6 +163,7 @@ class StackWorker(SimpleWorker):
         self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
+        HOLD.batch = self.threads
         for number in range(self.threads):
             threading.Thread(target=self._job_thread, name=f"job-{number}", daemon=True).start()
 
@@ -152,6 +178,10 @@ class StackWorker(SimpleWorker):
 
     def teardown(self) -> None:
         """Let running jobs finish (within the grace after SIGTERM), then RQ deregisters; then the beacon stops."""
+        try:
+            HOLD.give_back_waiting(self.connection)  # claims next in line (after --max-jobs, --burst) go back
+        except RedisError as exc:  # the reaper returns them once Redis is back
+            self.log.warning("could not return claimed jobs (%s)", type(exc).__name__)
         self._drain()
         try:
             super().teardown()
@@ -197,6 +227,7 @@ class StackWorker(SimpleWorker):
         finally:
             HOLD.clear()  # from here the job thread starts it at once; the backup copy goes in that transaction
         self._wait(lambda: len(self._running) < self.threads, give_up=lambda: self._stop_requested)
+        HOLD.batch = max(1, self.threads - len(self._running))  # the next claim fills every free thread
 
     def _wait(self, done: Callable[[], bool], give_up: Callable[[], bool]) -> None:
         """Block until ``done()`` or ``give_up()``, heartbeating (and so upkeeping jobs) every _WAIT_STEP s."""
@@ -371,8 +402,10 @@ class StackWorker(SimpleWorker):
             if not self._redis_down:
                 self.log.warning("Worker %s: heartbeat failed (%s)", self.name, type(exc).__name__)
             self._redis_down = True
-        if self.max_rss_mb and not self._stop_requested and rss_mb() > self.max_rss_mb:
-            self._recycle(f"resident memory {rss_mb():.0f} MB is over the {self.max_rss_mb:.0f} MB limit")
+        if self.max_rss_mb and not self._stop_requested and moment - self._last_rss_check >= _HEARTBEAT_EVERY:
+            self._last_rss_check = moment
+            if rss_mb() > self.max_rss_mb:
+                self._recycle(f"resident memory {rss_mb():.0f} MB is over the {self.max_rss_mb:.0f} MB limit")
 
     def _upkeep(self, moment: float) -> None:
         """Refresh running jobs' heartbeats every job_monitoring_interval and fail the hung ones."""
@@ -445,7 +478,12 @@ class StackWorker(SimpleWorker):
         self.last_cleaned_at = now()
 
     def check_for_suspension(self, burst: bool) -> None:
-        """Top of every loop: wait out a Redis outage instead of letting RQ quit (no PING while Redis answers)."""
+        """Top of every loop, at most once a second (RQ's check is a transaction per job): `rq suspend` is
+        noticed within a second; a Redis outage is waited out instead of letting RQ quit."""
+        moment = time.monotonic()
+        if moment - self._last_suspension_check < _HEARTBEAT_EVERY:
+            return None
+        self._last_suspension_check = moment
         while True:
             try:
                 return super().check_for_suspension(burst)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
+from rq.job import Job
 from rq.queue import Queue
 from rq.timeouts import BaseDeathPenalty
 from rq.worker import SimpleWorker
@@ -94,9 +95,23 @@ def test_rq_privates_we_touch_still_exist():
 def test_queue_and_timeout_apis_we_build_on():
     assert list(inspect.signature(Queue.dequeue_any).parameters) == list(
         inspect.signature(SafeQueue.dequeue_any).parameters)
-    assert list(inspect.signature(Queue._fetch_dequeued_job).parameters)[:3] == ["connection", "queue_key", "job_id"]
+    # SafeQueue builds the job from the hash its claim script read, as Job.fetch does after its HGETALL.
+    assert "self.restore(data)" in inspect.getsource(Job.refresh) or "restore(" in inspect.getsource(Job.refresh)
+    assert list(inspect.signature(Job.__init__).parameters)[:4] == ["self", "id", "connection", "serializer"]
+    assert Job.redis_job_namespace_prefix == "rq:job:"
+    assert list(inspect.signature(Queue.from_queue_key).parameters)[:2] == ["queue_key", "connection"]
     assert list(inspect.signature(Queue._enqueue_job).parameters)[:3] == ["self", "job", "pipeline"]
     assert "at_front" in inspect.signature(Queue._enqueue_job).parameters  # recovery.requeue_now
     penalty = inspect.getsource(BaseDeathPenalty.__init__)
     assert "self._timeout" in penalty and "self._exception" in penalty
     assert {"setup_death_penalty", "cancel_death_penalty"} <= set(vars(BaseDeathPenalty))
+
+
+def test_the_per_job_lines_we_quieten_are_still_rqs():
+    from engine.worker import RQ_PER_JOB_LINES
+
+    source = "".join(inspect.getsource(f) for f in (BaseWorker.dequeue_job_and_maintain_ttl,
+                                                    BaseWorker._finalize_success, BaseWorker.handle_job_success))
+    for template in RQ_PER_JOB_LINES:
+        assert f"'{template}'" in source, template
+    assert "self.log = logger" in inspect.getsource(BaseWorker.__init__)
