@@ -147,6 +147,7 @@ class StackWorker(SimpleWorker):
         self._inbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._beacon: recovery.Beacon | None = None
         self._last_heartbeat = self._last_job_heartbeats = self._last_suspension_check = self._last_rss_check = 0.0
+        self._last_upkeep = 0.0
         self._cached_state: str | None = None
         self._redis_down = False
         STOP.clear()  # one worker per process: a stop belongs to this worker
@@ -395,7 +396,8 @@ class StackWorker(SimpleWorker):
             if moment - self._last_heartbeat >= _HEARTBEAT_EVERY:
                 self._last_heartbeat = moment
                 super().heartbeat()
-            if self._running:
+            if self._running and moment - self._last_upkeep >= _WAIT_STEP:
+                self._last_upkeep = moment  # looking over every running job on each call cost more than a job
                 self._upkeep(moment)
             self._redis_down = False
         except recovery.REDIS_DOWN as exc:

@@ -48,6 +48,9 @@ def test_every_running_job_of_every_thread_shows_in_rq_tools(redis, start_worker
     executions = rq_worker.get_current_executions()
     assert sorted(e.job_id for e in executions) == sorted(j.id for j in jobs)
     assert rq_worker.get_state() == "busy"
+    # rq-dashboard lists a queue's running jobs from its StartedJobRegistry: all three are there.
+    started = make_queues(redis)["default"].started_job_registry.get_job_ids(cleanup=False)
+    assert sorted(started) == sorted(j.id for j in jobs)
     rq = str(Path(sys.executable).parent / "rq")
     info = subprocess.run([rq, "info", "--url", env["REDIS_URL"], "-W"], capture_output=True, text=True, timeout=30)
     assert rq_worker.name in info.stdout and "busy" in info.stdout, info.stdout + info.stderr
