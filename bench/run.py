@@ -398,7 +398,7 @@ def latency(port: int, n: int) -> dict[str, Any]:
 
 
 def text_speed() -> dict[str, Any]:
-    """bench/bench_text.py's run() (issue #3), if it is in this tree."""
+    """bench/bench_text.py's run() (HTML → counts speed), if it is in this tree."""
     path = ROOT / "bench" / "bench_text.py"
     if not path.exists():
         return {"note": "not available in this tree"}

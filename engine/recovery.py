@@ -137,7 +137,7 @@ class Reaper:
         self.stuck_after = stuck_after  # a claim normally starts within milliseconds
 
     def all_queue_names(self) -> list[str]:
-        """Our queues plus any other RQ knows of (a later issue may add some)."""
+        """Our queues plus any other RQ knows of (a deployment may add some)."""
         known = {as_text(key).removeprefix("rq:queue:") for key in self.connection.smembers("rq:queues")}
         return [*self.queue_names, *sorted(known - set(self.queue_names))]
 
