@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engine import catalog
-from engine.handoff import HOLD, SafeQueue, claim, intermediate_key
+from engine.handoff import HOLD, STOP, SafeQueue, claim, intermediate_key
 from engine.queues import enqueue, fetch_job, job_view, make_queues
 from engine.recovery import ALIVE_KEY, Reaper
 from tests.faults import CountingSite, wait_until
@@ -102,7 +102,9 @@ def test_sigterm_while_holding_a_claim_returns_the_job_unstarted(redis, settings
     worker = build_worker(settings, name="holder")
     job, queue = SafeQueue.dequeue_any(worker.queues, None, connection=redis)
     worker.request_stop(signal.SIGTERM, None)  # what SIGTERM runs: it must not raise and drop the claimed job
-    assert worker._stop_requested
+    assert worker._stop_requested and STOP.is_set()  # the claim loop claims no more
+    assert SafeQueue.dequeue_any(worker.queues, None, connection=redis) is None
+    STOP.clear()  # the flag is per process: leave none behind for the next test
     worker.execute_job(job, queue)
     assert not HOLD.active
     assert redis.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
