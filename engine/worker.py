@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import queue as stdlib_queue
+import resource
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -108,6 +109,11 @@ class QuietJobLines:
         return getattr(self._logger, name)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB (one getrusage call; Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def queue_names(queues: Any) -> list[str]:
     """Names of the queues RQ's CLI or our own entry point passed (Queue objects or names)."""
     items = [queues] if isinstance(queues, str | Queue) else list(queues)
@@ -146,7 +152,7 @@ class StackWorker(SimpleWorker):
         self._pending: dict[str, Pipeline] = {}  # job id → pipeline holding its Execution until it starts
         self._inbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._beacon: recovery.Beacon | None = None
-        self._last_heartbeat = self._last_job_heartbeats = self._last_suspension_check = self._last_rss_check = 0.0
+        self._last_heartbeat = self._last_job_heartbeats = self._last_suspension_check = 0.0
         self._last_upkeep = 0.0
         self._cached_state: str | None = None
         self._redis_down = False
@@ -404,8 +410,8 @@ class StackWorker(SimpleWorker):
             if not self._redis_down:
                 self.log.warning("Worker %s: heartbeat failed (%s)", self.name, type(exc).__name__)
             self._redis_down = True
-        if self.max_rss_mb and not self._stop_requested and moment - self._last_rss_check >= _HEARTBEAT_EVERY:
-            self._last_rss_check = moment
+        # Before every claim, cheaply: the peak (one getrusage) bounds the current size; /proc only above it.
+        if self.max_rss_mb and not self._stop_requested and peak_rss_mb() > self.max_rss_mb:
             if rss_mb() > self.max_rss_mb:
                 self._recycle(f"resident memory {rss_mb():.0f} MB is over the {self.max_rss_mb:.0f} MB limit")
 
