@@ -2,7 +2,7 @@
 
 ``python bench/profile.py`` starts its own redis-server and, in this one process:
 - counts round trips (socket writes: one per command, one per pipeline) per no-op job for RQ's SimpleWorker
-  and for our ThreadedWorker, and per ``POST /api/jobs`` request;
+  and for our StackWorker (engine/worker.py), and per ``POST /api/jobs`` request;
 - profiles our worker path (dequeue → perform → finish, run inline) and the POST path with pyinstrument.
 Writes bench/results/profile.txt and prints the round-trip table.
 """
@@ -29,10 +29,9 @@ from rq import Queue  # noqa: E402
 from rq.worker import SimpleWorker  # noqa: E402
 
 from engine.embedded_redis import RedisServer, free_port  # noqa: E402
-from engine.executor import ThreadedWorker  # noqa: E402
-from engine.observed import ObservedJob  # noqa: E402
-from engine.queues import QUEUE_NAMES, SERIALIZER, make_queues  # noqa: E402
+from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob, make_queues  # noqa: E402
 from engine.settings import Settings  # noqa: E402
+from engine.worker import StackWorker  # noqa: E402
 
 WRITES: Counter[str] = Counter()
 
@@ -56,12 +55,14 @@ def counting() -> Iterator[Counter[str]]:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
-class InlineThreaded(ThreadedWorker):
-    """Our ThreadedWorker with each job run on the main thread, so a single-thread profiler sees all of it."""
+class InlineStack(StackWorker):
+    """Our StackWorker with each job run on the main thread, so a single-thread profiler sees all of it."""
 
     def execute_job(self, job: Any, queue: Any) -> None:
         execution = self.prepare_execution(job)
+        self._local.job_id, self._local.job = job.id, job
         self.perform_job(job, queue, execution)
+        self._local.job_id = self._local.job = None
 
 
 def fill(conn: Redis, n: int) -> None:
@@ -125,13 +126,13 @@ def main() -> int:
         unthrottled = {"RATELIMIT_SUBMIT": "100000000 per second"}  # one test client would be rate-limited
         settings = Settings.from_env({"REDIS_URL": server.url, "APP_ENV": "testing", **unthrottled})
         queues = lambda c: [make_queues(c)[q] for q in QUEUE_NAMES]  # noqa: E731
-        common = {"serializer": SERIALIZER, "job_class": ObservedJob}  # what worker.py runs
+        common = {"serializer": SERIALIZER, "job_class": CatalogJob}
         stock, _ = per_job(conn, lambda: SimpleWorker(queues(conn), connection=conn, **common), n)
         ours, worker_profile = per_job(
-            conn, lambda: InlineThreaded(queues(conn), connection=conn, threads=1, **common), n, profile=True
+            conn, lambda: InlineStack(QUEUE_NAMES, connection=conn, settings=settings, threads=1), n, profile=True
         )
         post, post_profile = post_path(settings, n)
-    text = table({"RQ SimpleWorker": stock, "our ThreadedWorker": ours, "POST /api/jobs": post})
+    text = table({"RQ SimpleWorker": stock, "our StackWorker": ours, "POST /api/jobs": post})
     (out / "profile.txt").write_text(
         f"{text}\n\n# Worker path, {n} no-op jobs (inline)\n{worker_profile}\n# POST /api/jobs x{n}\n{post_profile}"
     )

@@ -1,9 +1,10 @@
 """``make bench``: every performance figure of the stack in one run against one private Redis.
 
 Starts its own redis-server on a free loopback port, then measures, in order:
-1. no-op jobs: our worker setup vs stock ``rq worker`` (jobs/s, Redis commands per job, worker CPU per job);
+1. no-op jobs: the Procfile's worker as shipped (and other shapes) vs stock ``rq worker`` (jobs/s, Redis
+   commands, worker CPU per job), and Redis round trips per job counted on the client (bench/profile.py);
 2. I/O-bound jobs: ``count_words_at_url`` against a local page server that answers after 100 ms;
-3. the concurrency models the issue asks to compare (supervised non-forking processes vs threads);
+3. faults: SIGKILL the whole worker with 16+ jobs in flight, SIGTERM it with jobs running; recovery times;
 4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
    with load from a separate process (wrk if on PATH, else bench/load.py);
 5. submit→result latency through the API (``?wait=`` long-poll if the API has it, else 2 ms polling);
@@ -38,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from redis import Redis  # noqa: E402
-from rq import Queue  # noqa: E402
+from rq import Queue, Retry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 from rq.worker import Worker  # noqa: E402
 
@@ -68,18 +69,20 @@ def stock(queues: tuple[str, ...] = QUEUES) -> Setup:
                                      "--url", "{url}", *queues], 1)
 
 
+def shipped() -> Setup:
+    """The Procfile's worker line exactly, with the default WORKER_PROCESSES × WORKER_THREADS."""
+    from engine.settings import Settings
+
+    defaults = Settings.from_env({})
+    label = f"ours as shipped (Procfile, {defaults.worker_processes}×{defaults.worker_threads})"
+    return Setup(label, [PY, "worker.py", *QUEUES], defaults.worker_processes)
+
+
 def ours(processes: int, threads: int, label: str | None = None) -> Setup:
-    """Our worker.py: ``processes`` supervised ThreadedWorker processes with ``threads`` job threads each."""
+    """Our worker.py: ``processes`` supervised StackWorker processes with ``threads`` job threads each."""
     return Setup(label or f"ours {processes}×{threads}", [PY, "worker.py", *QUEUES, "--no-scheduler",
                                                           "--processes", str(processes), "--threads", str(threads)],
                  processes)
-
-
-def gevent(processes: int, greenlets: int) -> Setup:
-    """``processes`` independent worker.py processes under gevent's monkey patching (bench only)."""
-    one = f"{PY} bench/gevent_worker.py {' '.join(QUEUES)} --no-scheduler --processes 0 --threads {greenlets}"
-    script = "trap 'trap - TERM; kill 0' TERM; " + " & ".join([one] * processes) + " & wait"
-    return Setup(f"gevent {processes}×{greenlets}", ["sh", "-c", script], processes, kill=True)
 
 
 class SlowPages:
@@ -123,10 +126,10 @@ def redis_cpu(conn: Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def fill(conn: Redis, func: str, kwargs: dict[str, Any], n: int) -> list[str]:
+def fill(conn: Redis, func: str, kwargs: dict[str, Any], n: int, retry: Retry | None = None) -> list[str]:
     """Enqueue ``n`` jobs on ``default`` in one pipeline (before the workers start)."""
     queue = Queue("default", connection=conn, serializer=JSONSerializer)
-    data = [Queue.prepare_data(func, kwargs=kwargs, timeout=120, result_ttl=3600) for _ in range(n)]
+    data = [Queue.prepare_data(func, kwargs=kwargs, timeout=120, result_ttl=3600, retry=retry) for _ in range(n)]
     with conn.pipeline() as pipe:
         jobs = queue.enqueue_many(data, pipeline=pipe)
         pipe.execute()
@@ -203,6 +206,97 @@ def _ts(raw: bytes) -> float:
     from rq.utils import str_to_date
 
     return str_to_date(raw).timestamp()
+
+
+# --- faults -----------------------------------------------------------------------------------------------
+def start(setup: Setup, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a worker setup in its own process group, logging to ``log_path``."""
+    return subprocess.Popen(setup.command, cwd=ROOT, env=env, stdout=open(log_path, "ab"),  # noqa: SIM115
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(predicate: Any, timeout: float, pause: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(pause)
+    return bool(predicate())
+
+
+def job_states(conn: Redis, ids: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """Each job's status and its meta's interruptions."""
+    from engine.queues import SERIALIZER, CatalogJob
+
+    found = {}
+    for job_id in ids:
+        job = CatalogJob.fetch(job_id, connection=conn, serializer=SERIALIZER)
+        found[job_id] = (job.get_status(refresh=False).value, list(job.meta.get("interruptions", [])))
+    return found
+
+
+def fault_sigkill(url: str, env: dict[str, str], logdir: Path, jobs: int = 48) -> dict[str, Any]:
+    """SIGKILL the whole shipped worker (supervisor and processes) with 16+ jobs in flight; start a new one."""
+    conn = Redis.from_url(url)
+    conn.flushall()
+    ids = fill(conn, "engine.diagnostics.sleep", {"seconds": 3.0}, jobs, retry=Retry(max=1))
+    first = start(shipped(), env, logdir / "fault_sigkill.log")
+    wait_for(lambda: conn.zcard("rq:wip:default") >= 16, 60)
+    in_flight = [job_id for job_id, (status, _) in job_states(conn, ids).items() if status == "started"]
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    killed = time.monotonic()
+    second = start(shipped(), env, logdir / "fault_sigkill.log")
+    wait_for(lambda: all("WorkerLost" in job_states(conn, in_flight)[i][1] for i in in_flight), 60, 0.1)
+    requeued_after = time.monotonic() - killed
+    wait_for(lambda: all(s == "finished" for s, _ in job_states(conn, ids).values()), 120, 0.2)
+    states = job_states(conn, ids)
+    stop(second)
+    conn.close()
+    return {"jobs": jobs, "in_flight_at_kill": len(in_flight), "requeued_within_s": round(requeued_after, 1),
+            "finished": sum(s == "finished" for s, _ in states.values()),
+            "lost": sum(s != "finished" for s, _ in states.values())}
+
+
+def fault_sigterm(url: str, env: dict[str, str], logdir: Path, grace: int = 3) -> dict[str, Any]:
+    """SIGTERM the shipped worker with 12 jobs running (6 short, 6 longer than the grace); start a new one."""
+    conn = Redis.from_url(url)
+    conn.flushall()
+    short = fill(conn, "engine.diagnostics.sleep", {"seconds": 1.0}, 6)
+    long = fill(conn, "engine.diagnostics.sleep", {"seconds": 20.0}, 6)
+    first = start(shipped(), {**env, "SHUTDOWN_GRACE": str(grace)}, logdir / "fault_sigterm.log")
+    wait_for(lambda: conn.zcard("rq:wip:default") >= 12, 60)
+    sent = time.monotonic()
+    first.send_signal(signal.SIGTERM)
+    first.wait(60)
+    exited_after = time.monotonic() - sent
+    at_exit = job_states(conn, short + long)
+    second = start(shipped(), env, logdir / "fault_sigterm.log")
+    wait_for(lambda: all(s == "finished" for s, _ in job_states(conn, short + long).values()), 120, 0.2)
+    states = job_states(conn, short + long)
+    stop(second)
+    conn.close()
+    return {"running_at_sigterm": 12, "shutdown_grace_s": grace, "exited_after_s": round(exited_after, 1),
+            "finished_within_grace": sum(at_exit[i][0] == "finished" for i in short + long),
+            "requeued_at_front": sum(at_exit[i] == ("queued", ["Interrupted"]) for i in long),
+            "lost": sum(s != "finished" for s, _ in states.values())}
+
+
+def round_trips(url: str, n: int) -> dict[str, float]:
+    """Redis round trips per no-op job counted on the client (bench/profile.py), stock vs ours."""
+    from bench import profile as prof
+    from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob, make_queues
+    from engine.settings import Settings
+
+    conn = Redis.from_url(url)
+    settings = Settings.from_env({"REDIS_URL": url})
+    queues = [make_queues(conn)[q] for q in QUEUE_NAMES]
+    stock_rt, _ = prof.per_job(conn, lambda: prof.SimpleWorker(queues, connection=conn, serializer=SERIALIZER,
+                                                               job_class=CatalogJob), n)
+    ours_rt, _ = prof.per_job(conn, lambda: prof.InlineStack(QUEUE_NAMES, connection=conn, settings=settings,
+                                                             threads=1), n)
+    conn.close()
+    return {"stock": round(sum(stock_rt.values()), 1), "ours_inline_one_thread": round(sum(ours_rt.values()), 1)}
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------
@@ -330,6 +424,14 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{row['redis_cpu_ms_per_job']} | "
                          f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
         lines.append("")
+    rt = r["round_trips"] or {"stock": "-", "ours_inline_one_thread": "-"}
+    lines += [f"Redis round trips per no-op job (client-side count, bench/profile.py): stock SimpleWorker "
+              f"**{rt['stock']}**, our StackWorker run inline on one thread **{rt['ours_inline_one_thread']}** "
+              "(with free threads a claim takes several jobs in one round trip, so fewer).", ""]
+    f = r["faults"] or {"sigkill": "-", "sigterm": "-"}
+    lines += ["## Faults (the worker as shipped)", "", "| fault | figures |", "|---|---|",
+              f"| SIGKILL the whole worker (supervisor and processes) | {f['sigkill']} |",
+              f"| SIGTERM with jobs running | {f['sigterm']} |", ""]
     h = r["http"]
     lines += ["## HTTP (production gunicorn config, web/gunicorn_conf.py, WEB_CONCURRENCY=2)", "",
               "| endpoint | req/s | gunicorn CPU ms/request | tool |", "|---|---|---|---|",
@@ -382,20 +484,21 @@ def main() -> int:
         noop = {"func": "engine.diagnostics.noop", "kwargs": {}}
         result["noop"] = [] if args.http_only else [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
-            (ours(1, 32, "ours 1×32"), noop["func"], n(4000)),
-            (ours(2, 32, "threads 2×32"), noop["func"], n(4000)),
-            (ours(2, 1, "non-forking pool 2×1"), noop["func"], n(3000)),
-            (gevent(2, 32), noop["func"], n(3000)),
+            (shipped(), noop["func"], n(6000)),
+            (ours(1, 32), noop["func"], n(4000)),
+            (ours(2, 8), noop["func"], n(4000)),
+            (ours(2, 1), noop["func"], n(3000)),
         )]
+        result["round_trips"] = {} if args.http_only else round_trips(url, n(500))
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
         result["io"] = [] if args.http_only else [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
             (stock(), n(40)),
-            (ours(1, 32, "ours 1×32"), n(1000)),
-            (ours(2, 32, "threads 2×32"), n(1000)),
-            (ours(2, 8, "threads 2×8"), n(400)),
-            (ours(16, 1, "non-forking pool 16×1"), n(400)),
-            (gevent(2, 32), n(1000)),
+            (shipped(), n(1500)),
+            (ours(1, 32), n(1000)),
+            (ours(2, 8), n(400)),
         )]
+        result["faults"] = {} if args.http_only else {
+            "sigkill": fault_sigkill(url, env, out), "sigterm": fault_sigterm(url, env, out)}
         for key in ("noop", "io"):
             for row in result[key]:
                 result["rss"][f"{key}: {row['setup']}"] = row.pop("processes")
@@ -407,13 +510,13 @@ def main() -> int:
         try:
             result["http"] = http_ratio(port, 4.0 * max(scale, 0.5), out, web.pid)
             conn.flushall()
-            worker = subprocess.Popen(ours(1, 32).command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            worker = subprocess.Popen(shipped().command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.STDOUT, start_new_session=True)
-            while len(Worker.all_keys(connection=conn)) < 1:
+            while len(Worker.all_keys(connection=conn)) < shipped().workers:
                 time.sleep(0.05)
             time.sleep(0.5)
             result["latency"] = latency(port, n(300))
-            result["rss"]["latency: worker 1×32"] = procs.peak_rss(worker.pid)
+            result["rss"]["latency: worker as shipped"] = procs.peak_rss(worker.pid)
             stop(worker)
             result["rss"]["gunicorn"] = procs.peak_rss(web.pid)
         finally:

@@ -1,13 +1,19 @@
-"""One log line per job event (enqueued, started, finished, retried, failed, abandoned), and its metrics.
+"""One path for job events: a log line per event (submitted, started, finished, retried, failed, abandoned) and
+its metrics, called by enqueue and by the worker as hooks.
 
-The web side calls ``enqueued``; the worker runs jobs as ``engine.observed.ObservedJob`` (started, finished) and has
-``observe_failure`` as an exception handler, which RQ also calls for jobs abandoned by a dead worker.
+Metric writes ride in the transaction that records the event anyway: the enqueue MULTI, the worker's start
+transaction, RQ's own success and failure transactions (the worker hands their pipeline in). Where there is
+none (a job recovered by the reaper, a handler run by RQ's registry cleanup) they are written at once.
 Metrics writes never fail a job: Redis trouble there is logged and the job goes on.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -18,9 +24,12 @@ from engine import logs, metrics
 
 log = logging.getLogger("engine.events")
 UNKNOWN_TYPE = "unknown"  # a forged queue entry has no catalogued type
+Write = Callable[[Any], None]  # a metrics write, given a pipeline or a connection
+_deferred = threading.local()  # per job thread: writes waiting for RQ's next transaction
 
 
 def job_type(job: Job) -> str:
+    """The catalogued type stored on the job, or ``unknown``."""
     return str(job.meta.get("type") or UNKNOWN_TYPE)
 
 
@@ -44,25 +53,84 @@ def emit(event: str, job: Job, level: int = logging.INFO, **fields: Any) -> None
     log.log(level, "job %s %s", event, shown, extra=fields)
 
 
-def record(action: str, *args: Any) -> None:
-    """Run a metrics write; Redis trouble is logged, never raised into the job."""
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """Seconds from ``start`` to ``end``, or None when either is unknown."""
+    return (end - start).total_seconds() if start and end else None
+
+
+def attempt(job: Job) -> int:
+    """Which attempt of the job this is (1 for the first run)."""
+    return int(job.meta.get("failures", 0)) + 1
+
+
+# --- where metric writes go ---------------------------------------------------------------------------------
+@contextmanager
+def deferred() -> Iterator[None]:
+    """In a job thread: hold metric writes until ``flush`` puts them in RQ's next transaction."""
+    _deferred.writes = []
     try:
-        if action == "count":
-            metrics.count(*args)
-        else:
-            metrics.observe(*args)
+        yield
+    finally:
+        left, _deferred.writes = _deferred.writes, None
+        for connection, write in left or ():  # RQ's transaction never came (Redis trouble): try once alone
+            _write_now(connection, write)
+
+
+def flush(pipeline: Any) -> None:
+    """Add the held metric writes to ``pipeline`` (RQ's success or failure transaction)."""
+    writes = getattr(_deferred, "writes", None) or []
+    while writes:
+        writes.pop(0)[1](pipeline)
+
+
+def _record(job: Job, write: Write, pipeline: Any = None) -> None:
+    """Put a metrics write in ``pipeline``, hold it for RQ's next transaction, or write it now."""
+    if pipeline is not None:
+        write(pipeline)
+    elif getattr(_deferred, "writes", None) is not None:
+        _deferred.writes.append((job.connection, write))
+    else:
+        _write_now(job.connection, write)
+
+
+def _write_now(connection: Any, write: Write) -> None:
+    try:
+        with connection.pipeline(transaction=False) as pipe:
+            write(pipe)
+            pipe.execute()
     except RedisError as exc:
         log.warning("metrics not recorded: %s", exc)
 
 
-def enqueued(job: Job) -> None:
-    """The web side accepted the job and put it on its queue."""
+# --- the hooks ----------------------------------------------------------------------------------------------
+def on_submit(job: Job, pipeline: Any) -> None:
+    """Enqueue: count the submission in the enqueue transaction (``submitted`` logs the line once it commits)."""
+    kind = job_type(job)
+    _record(job, lambda p: metrics.count(p, metrics.SUBMITTED, kind), pipeline)
+
+
+def submitted(job: Job) -> None:
+    """Enqueue committed: log it."""
     emit("enqueued", job)
-    record("count", job.connection, metrics.SUBMITTED, job_type(job))
 
 
-def seconds_between(start: Any, end: Any) -> float | None:
-    return (end - start).total_seconds() if start and end else None
+def on_start(job: Job, worker_name: str, pipeline: Any) -> None:
+    """Worker: the job starts now; its queue wait goes into the start transaction."""
+    wait = seconds_between(job.enqueued_at, job.started_at)
+    emit("started", job, worker=worker_name, attempt=attempt(job),
+         queue_wait_s=None if wait is None else round(wait, 3))
+    if wait is not None:
+        kind = job_type(job)
+        _record(job, lambda p: metrics.observe(p, metrics.QUEUE_WAIT, kind, wait), pipeline)
+
+
+def on_finish(job: Job, pipeline: Any) -> None:
+    """Worker: the job returned; its duration goes into RQ's success transaction."""
+    duration = seconds_between(job.started_at, job.ended_at)
+    emit("finished", job, duration_s=None if duration is None else round(duration, 3))
+    if duration is not None:
+        kind = job_type(job)
+        _record(job, lambda p: metrics.observe(p, metrics.DURATION, kind, duration), pipeline)
 
 
 def error_class(job: Job, exc_type: type | None) -> str:
@@ -73,22 +141,34 @@ def error_class(job: Job, exc_type: type | None) -> str:
     return str(recorded.get("type") or getattr(exc_type, "__name__", "Error"))
 
 
-def observe_failure(job: Job, exc_type: type, exc_value: BaseException, tb: object) -> bool:
+def on_failure(job: Job, exc_type: type, exc_value: BaseException, tb: object) -> bool:
     """Exception handler: log abandoned, retried or failed with the error class, and count it."""
     kind = error_class(job, exc_type)
-    abandoned = issubclass(exc_type, AbandonedJobError)
     with logs.context(job.meta.get("request_id"), job.id):
-        if abandoned:
+        if issubclass(exc_type, AbandonedJobError):
             emit("abandoned", job, logging.WARNING, error_class=kind, worker=job.worker_name)
         else:
             duration = seconds_between(job.started_at, job.ended_at)
             if duration is not None:
-                record("observe", job.connection, metrics.DURATION, job_type(job), duration)
-        if job.should_retry:
-            # RQ spends one retry right after the handlers run; report what is left after this one.
-            emit("retried", job, logging.WARNING, error_class=kind, retries_left=(job.retries_left or 1) - 1)
-            record("count", job.connection, metrics.RETRIED, job_type(job), kind)
-        else:
-            emit("failed", job, logging.ERROR, error_class=kind)
-            record("count", job.connection, metrics.FAILED, job_type(job), kind)
+                name = job_type(job)
+                _record(job, lambda p: metrics.observe(p, metrics.DURATION, name, duration))
+        # RQ spends one retry right after the handlers run; report what is left after this one.
+        _count_outcome(job, kind, retried=job.should_retry, retries_left=(job.retries_left or 1) - 1)
     return True  # let the next handler and RQ's default handling run
+
+
+def on_abandoned(job: Job, worker_name: str, retried: bool) -> None:
+    """Reaper: the job's worker died mid-run; it is re-queued (``retried``) or failed."""
+    with logs.context(job.meta.get("request_id"), job.id):
+        emit("abandoned", job, logging.WARNING, error_class="WorkerLost", worker=worker_name or None)
+        _count_outcome(job, "WorkerLost", retried=retried, retries_left=job.retries_left or 0)
+
+
+def _count_outcome(job: Job, kind: str, retried: bool, retries_left: int) -> None:
+    name = job_type(job)
+    if retried:
+        emit("retried", job, logging.WARNING, error_class=kind, retries_left=retries_left)
+        _record(job, lambda p: metrics.count(p, metrics.RETRIED, name, kind))
+    else:
+        emit("failed", job, logging.ERROR, error_class=kind)
+        _record(job, lambda p: metrics.count(p, metrics.FAILED, name, kind))

@@ -30,13 +30,18 @@ class Liveness:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether the process runs; a zombie (dead, not yet reaped by its new parent) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True  # exists, owned by someone else
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): the kill probe is all we have
 
 
 def _age(heartbeat: datetime | None) -> float | None:

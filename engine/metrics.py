@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from redis import Redis
+from redis.client import Pipeline
 from rq import Queue, Worker
 from rq.registry import (
     BaseRegistry,
@@ -53,20 +54,24 @@ def histogram_key(kind: str, job_type: str) -> str:
     return f"{PREFIX}:{kind}:{job_type}"
 
 
-def observe(connection: Redis, kind: str, job_type: str, seconds: float) -> None:
-    """Add one observation: its bucket (not cumulative; a scrape adds them up), the count and the sum."""
+def observe(target: Redis | Pipeline, kind: str, job_type: str, seconds: float) -> None:
+    """Add one observation: its bucket (not cumulative; a scrape adds them up), the count and the sum.
+
+    Given a pipeline the writes join it (the caller's transaction); given a client they go in one round trip.
+    """
     seconds = max(0.0, seconds)
     bound = next(b for b in BUCKETS[kind] if seconds <= b)
     key = histogram_key(kind, job_type)
-    with connection.pipeline(transaction=False) as pipe:
-        pipe.sadd(HISTOGRAM_TYPES, job_type)
-        pipe.hincrby(key, _le(bound), 1)
-        pipe.hincrby(key, "count", 1)
-        pipe.hincrbyfloat(key, "sum", seconds)
+    pipe = target if isinstance(target, Pipeline) else target.pipeline(transaction=False)
+    pipe.sadd(HISTOGRAM_TYPES, job_type)
+    pipe.hincrby(key, _le(bound), 1)
+    pipe.hincrby(key, "count", 1)
+    pipe.hincrbyfloat(key, "sum", seconds)
+    if pipe is not target:
         pipe.execute()
 
 
-def count(connection: Redis, counter: str, *labels: str) -> None:
+def count(connection: Redis | Pipeline, counter: str, *labels: str) -> None:
     """Add one to a labelled counter (SUBMITTED, FAILED or RETRIED)."""
     connection.hincrby(counter, "|".join(labels), 1)
 

@@ -15,7 +15,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from engine import catalog, events, metrics
+from engine import catalog, events
 from engine.errors import ForbiddenJob
 from engine.settings import Settings
 
@@ -27,6 +27,7 @@ RECENT_KEEP = 10_000  # bounded: the list is for people, the registries hold the
 _MAX_JOB_ID = 128
 UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
+_RETRYING = frozenset({"scheduled", "queued", "started"})  # states in which an earlier attempt may have failed
 
 
 def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
@@ -115,30 +116,26 @@ def enqueue(
         with queue.connection.pipeline() as pipe:
             job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
             _index(pipe, job)
-            metrics.count(pipe, metrics.SUBMITTED, job_type.name)  # events.enqueued's counter
+            events.on_submit(job, pipe)
             pipe.execute()
-        events.emit("enqueued", job)
+        events.submitted(job)
         return job
     if at is None:
         job = queue.enqueue_call(func=job_type.func_path, kwargs=params, **options)
     else:
         job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
         job = queue.schedule_job(job, _whole_second_up(at))
-    remember(queue.connection, job)
-    events.enqueued(job)
+    with queue.connection.pipeline(transaction=False) as pipe:
+        _index(pipe, job)
+        events.on_submit(job, pipe)
+        pipe.execute()
+    events.submitted(job)
     return job
 
 
 def _whole_second_up(when: datetime) -> datetime:
     """``when`` rounded up to a whole second: RQ stores due times truncated to the second, which would run early."""
     return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
-
-
-def remember(connection: Redis, job: Job) -> None:
-    """Index the job in the bounded recent-jobs list."""
-    with connection.pipeline(transaction=False) as pipe:
-        _index(pipe, job)
-        pipe.execute()
 
 
 def _index(pipe: Pipeline, job: Job) -> None:
@@ -220,16 +217,24 @@ def job_view(job: Job) -> dict[str, Any]:
         "progress": job.meta.get("progress"),
         "result": job.return_value() if status == "finished" else None,
         "error": job_error(job, status),
+        "attempt": job_attempt(job, status),
     }
 
 
+def job_attempt(job: Job, status: str) -> int:
+    """The attempt running or next to run; for a job that failed for good, its last one."""
+    failures = int(job.meta.get("failures", 0))
+    return max(failures, 1) if status == "failed" else failures + 1
+
+
 def job_error(job: Job, status: str) -> dict[str, str] | None:
-    """``{"type", "message"}`` for a failed or stopped job: the worker's record, else a plain summary."""
+    """``{"type", "message"}`` for a failed or stopped job, and for one waiting to retry after a failure (the
+    last attempt's error): the worker's record, else a plain summary."""
     if status == "stopped":
         return {"type": "Stopped", "message": "The job was stopped before it finished."}
-    if status != "failed":
-        return None
     recorded = job.meta.get("error")
+    if status != "failed":
+        return recorded if recorded and status in _RETRYING else None
     if recorded:
         return recorded
     # No record: the process running it died (killed, out of memory) or the job was abandoned.

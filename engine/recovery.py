@@ -1,4 +1,4 @@
-"""Fast recovery of abandoned jobs: a liveness beacon per worker and a reaper that any worker may run.
+"""Recovery of abandoned jobs, the one mechanism: a liveness beacon per worker process and a reaper.
 
 Each worker process keeps ``stack:worker:alive:<name>`` alive (TTL ``lost_after`` seconds, refreshed every
 ``BEAT_EVERY`` s) from a thread, whatever executes its jobs. Every ``REAP_EVERY`` s one worker (under a Redis
@@ -6,6 +6,10 @@ lock) looks at each queue's StartedJobRegistry: a job whose execution belongs to
 alive was abandoned (SIGKILL, crash, lost machine). It is re-queued at the front at once, spending one retry,
 or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``)
 without starting are given back to their queue. So jobs run at least once: they must be idempotent.
+
+The supervisor, which sees a process die, runs the same reaper at once (``reap_now``) instead of waiting for
+the beacon to lapse. RQ's own sweeps (StartedJobRegistry.cleanup, IntermediateQueue.cleanup) come much later
+(heartbeat TTL plus the maintenance interval) and find nothing left to do; the worker skips the intermediate one.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import time
 from collections.abc import Callable
 
 from redis import Redis
+from redis.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.executions import Execution
@@ -25,6 +32,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
+from engine import events
 from engine.handoff import give_back, intermediate_key
 from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob
 
@@ -38,6 +46,31 @@ BEAT_EVERY = 2.0
 REAP_EVERY = 3.0
 LOST_AFTER = 10  # seconds without a beat before a worker counts as gone; detection ≤ LOST_AFTER + REAP_EVERY
 WORKER_LOST = "WorkerLost"
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
+
+
+def side_connection(connection: Redis, socket_timeout: float = 5.0) -> Redis:
+    """A separate client to the same Redis, with short timeouts, for the beacon thread."""
+    pool = connection.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": socket_timeout}
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **kwargs))
+
+
+def wait_for_redis(connection: Redis, should_stop: Callable[[], bool] = lambda: False,
+                   logger: logging.Logger | None = None, pause: float = 0.5) -> None:
+    """Block until Redis answers a PING (or ``should_stop()``), logging once while it does not."""
+    warned = False
+    while not should_stop():
+        try:
+            connection.ping()
+            if warned and logger is not None:
+                logger.info("Redis is back")
+            return
+        except RedisError as exc:
+            if not warned and logger is not None:
+                logger.warning("Redis unavailable (%s); waiting for it", type(exc).__name__)
+            warned = True
+            time.sleep(pause)
 
 
 def is_alive(connection: Redis, worker_name: str) -> bool:
@@ -81,12 +114,17 @@ def fail_lost(connection: Redis, job: Job, queue: Queue, execution: Execution | 
 
 def recover(connection: Redis, job: Job, queue: Queue, execution: Execution | None) -> str:
     """Re-run an abandoned job (spending a retry) or fail it; returns ``"requeued"`` or ``"failed"``."""
+    worker_name = execution.worker_name if execution is not None else ""
     if job.retries_left and job.retries_left > 0:
         job.retries_left -= 1
         job.meta["failures"] = int(job.meta.get("failures", 0)) + 1
+        job.meta["error"] = {"type": WORKER_LOST, "message": "The worker running this job stopped before it "
+                             "finished (killed, crashed or its machine was lost); it runs again."}
         requeue_now(connection, job, queue, execution, WORKER_LOST)
+        events.on_abandoned(job, worker_name, retried=True)
         return "requeued"
     fail_lost(connection, job, queue, execution)
+    events.on_abandoned(job, worker_name, retried=False)
     return "failed"
 
 
@@ -99,7 +137,7 @@ class Reaper:
         self.stuck_after = stuck_after  # a claim normally starts within milliseconds
 
     def all_queue_names(self) -> list[str]:
-        """Our queues plus any other RQ knows of (a later issue may add some)."""
+        """Our queues plus any other RQ knows of (a deployment may add some)."""
         known = {as_text(key).removeprefix("rq:queue:") for key in self.connection.smembers("rq:queues")}
         return [*self.queue_names, *sorted(known - set(self.queue_names))]
 
@@ -166,6 +204,21 @@ class Reaper:
                 log.warning("job %s was claimed but never started: returned to %s", job_id, queue.name)
                 returned += 1
         return returned
+
+    def reap_now(self, worker_name: str, wait: float = 5.0) -> dict[str, int]:
+        """A process just died: mark it dead and reap at once (under the reaper's lock, so no job twice)."""
+        self.connection.delete(ALIVE_KEY.format(worker_name))
+        self.connection.sadd(MANAGED_KEY, worker_name)
+        deadline = time.monotonic() + wait
+        while not self.connection.set(REAPER_LOCK, worker_name, nx=True, px=int(REAP_EVERY * 900)):
+            if time.monotonic() > deadline:
+                return {}  # another pass is running; it, or the next, finds this worker dead
+            time.sleep(0.05)
+        try:
+            return self.run()
+        finally:
+            if self.connection.get(REAPER_LOCK) == worker_name.encode():
+                self.connection.delete(REAPER_LOCK)
 
     def forget_dead_workers(self) -> None:
         """Drop managed workers whose beacon stopped (their jobs were recovered above)."""

@@ -202,8 +202,8 @@ class Settings(EnvSettings):
     queued_ttl: int = var("QUEUED_TTL", integer(1, 10**9), DAY)
     job_timeout: int = var("JOB_TIMEOUT", integer(1, DAY), 180)
     retry_intervals: tuple[int, ...] = var("RETRY_INTERVALS", intervals, (5, 30, 120))
-    worker_processes: int = var("WORKER_PROCESSES", integer(0, 256), 0)
-    worker_threads: int = var("WORKER_THREADS", integer(0, 1024), 0)
+    worker_processes: int = var("WORKER_PROCESSES", integer(0, 256), 2)  # from make bench on 2 cores
+    worker_threads: int = var("WORKER_THREADS", integer(1, 1024), 32)
     worker_max_jobs: int = var("WORKER_MAX_JOBS", integer(0, 10**9), 50000)
     worker_max_rss_mb: int = var("WORKER_MAX_RSS_MB", integer(0, 1 << 20), 400)
     worker_hang_grace: float = var("WORKER_HANG_GRACE", number(0.1, 3600.0), 30.0)

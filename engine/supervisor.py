@@ -1,11 +1,9 @@
 """A supervisor for N worker processes: restarts them when they exit and recovers the jobs a dead one held.
 
-Each child is a ThreadedWorker process (``python worker.py --child``). A child that crashes (segfault,
+Each child is a StackWorker process (``python worker.py --child``). A child that crashes (segfault,
 ``os._exit``, OOM kill), recycles itself (memory limit, a hung job, ``--max-jobs``) or is killed is replaced
-at once. Jobs it was running when it died are not left for RQ's abandoned-job sweep, which only notices them
-once their heartbeat expires (a minute or more): the supervisor knows the process is gone, so it expires
-their StartedJobRegistry entries now and lets RQ's own cleanup retry or fail them, with the exception
-handlers, so every job still ends in a state a user can read.
+at once. Its jobs are recovered at once by the same reaper that the beacons run (engine.recovery), told
+now that the process is gone instead of waiting WORKER_LOST_AFTER for its beacon to lapse.
 """
 
 from __future__ import annotations
@@ -15,18 +13,16 @@ import logging
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
-from rq.executions import WORKER_EXECUTIONS_KEY_TEMPLATE
-from rq.utils import parse_composite_key
 from rq.worker import SimpleWorker
 
-from engine.executor import RECYCLE
+from engine.recovery import Reaper
+from engine.worker import RECYCLE
 
 log = logging.getLogger("worker.supervisor")
 
@@ -54,25 +50,6 @@ def die_with_parent() -> None:
         return
 
 
-def recover_jobs(connection: Redis, worker_name: str, queues: Sequence[Queue], handlers: Sequence[Callable]) -> int:
-    """Retry or fail, through RQ's abandoned-job path, the jobs a dead worker was running; returns how many."""
-    key = WORKER_EXECUTIONS_KEY_TEMPLATE.format(worker_name)
-    members = [m.decode() for m in connection.smembers(key)]
-    if members:
-        with connection.pipeline(transaction=False) as pipe:
-            for queue in queues:
-                for member in members:
-                    pipe.zadd(queue.started_job_registry.key, {member: 1}, xx=True)  # expired long ago
-            pipe.execute()
-        for queue in queues:
-            queue.started_job_registry.cleanup(exception_handlers=list(handlers))
-    dead = SimpleWorker.find_by_key(f"{SimpleWorker.redis_worker_namespace_prefix}{worker_name}", connection=connection)
-    if dead is not None:
-        dead.register_death()  # so the dashboard stops listing it
-    connection.delete(key)
-    return len({parse_composite_key(m)[0] for m in members})
-
-
 class Supervisor:
     """Starts ``processes`` children with ``command(slot, name)`` and keeps them running until stopped."""
 
@@ -81,8 +58,6 @@ class Supervisor:
         command: Callable[[int, str], list[str]],
         processes: int,
         connection: Redis,
-        queues: Sequence[Queue],
-        handlers: Sequence[Callable],
         base_name: str,
         burst: bool = False,
         env: dict[str, str] | None = None,
@@ -90,8 +65,6 @@ class Supervisor:
         self.command = command
         self.processes = processes
         self.connection = connection
-        self.queues = queues
-        self.handlers = handlers
         self.base_name = base_name
         self.burst = burst
         self.env = env
@@ -159,9 +132,14 @@ class Supervisor:
         elif code != 0:
             log.warning("supervisor: worker %s exited with %s", child.name, code)
         try:
-            recovered = recover_jobs(self.connection, child.name, self.queues, self.handlers)
-        except RedisError as exc:  # Redis down: RQ's own abandoned-job sweep will find them later
+            counts = Reaper(self.connection).reap_now(child.name)
+            dead = SimpleWorker.find_by_key(f"{SimpleWorker.redis_worker_namespace_prefix}{child.name}",
+                                            connection=self.connection)
+            if dead is not None:
+                dead.register_death()  # so rq info and the dashboard stop listing it at once
+        except RedisError as exc:  # Redis down: the beacons' reaper recovers them once it is back
             log.error("supervisor: could not recover jobs of %s: %s", child.name, exc)
             return
+        recovered = counts.get("requeued", 0) + counts.get("failed", 0)
         if recovered:
             log.warning("supervisor: recovered %d job(s) that worker %s was running", recovered, child.name)

@@ -13,7 +13,7 @@ from web import create_app
 
 JOB_KEYS = {
     "id", "type", "params", "status", "created_at", "enqueued_at", "started_at", "ended_at", "progress", "result",
-    "error",
+    "error", "attempt",
 }
 VALID = {"type": "count_words_at_url", "params": {"url": "https://example.com/", "top": 5}}
 
@@ -37,7 +37,7 @@ def test_submit_answers_202_with_location_and_job(client):
     assert job["params"] == {"url": "https://example.com/", "top": 5}
     assert job["status"] == "queued"
     assert job["created_at"].endswith("Z") and job["enqueued_at"].endswith("Z")
-    assert job["result"] is None and job["error"] is None
+    assert job["result"] is None and job["error"] is None and job["attempt"] == 1
 
 
 def test_submitted_job_can_be_read_back(client):

@@ -64,7 +64,7 @@ def test_procfile_under_honcho_runs_a_job(redis_server, redis, page_server, tmp_
             status, _, text = http("GET", f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
             assert status == 200
             assert value_of(text.decode(), "rq_jobs_submitted_total", {"type": "count_words_at_url"}) == 1
-            assert value_of(text.decode(), "rq_workers_live", {}) == 1
+            assert value_of(text.decode(), "rq_workers_live", {}) == 2  # WORKER_PROCESSES, as shipped
     finally:
         stack.stop()
     lines = [json.loads(line.split("| ", 1)[1]) for line in stack.log().splitlines()

@@ -10,13 +10,14 @@ import time
 import pytest
 
 from engine import catalog
-from engine.executor import JobStopped, raise_in_thread, rss_mb
 from engine.settings import PROJECT_ROOT, ConfigError, Settings, diagnostic_jobs_enabled
+from engine.watchdog import raise_in_thread
+from engine.worker import JobStopped, rss_mb
 
 
 def test_worker_defaults():
     settings = Settings.from_env({})
-    assert (settings.worker_processes, settings.worker_threads) == (0, 0)
+    assert (settings.worker_processes, settings.worker_threads) == (2, 32)
     assert (settings.worker_max_jobs, settings.worker_max_rss_mb, settings.worker_hang_grace) == (50000, 400, 30.0)
 
 
@@ -26,6 +27,7 @@ def test_worker_defaults():
         ("WORKER_PROCESSES", "-1"),
         ("WORKER_PROCESSES", "many"),
         ("WORKER_THREADS", "2000"),
+        ("WORKER_THREADS", "0"),
         ("WORKER_MAX_JOBS", "1.5"),
         ("WORKER_MAX_RSS_MB", "-5"),
         ("WORKER_HANG_GRACE", "0"),

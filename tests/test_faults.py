@@ -67,16 +67,18 @@ def worker_name(worker) -> str:
 
 
 def running_jobs(redis: Redis, tokens: dict[str, str], name: str) -> list[str]:
-    """The jobs this worker is running now."""
-    return [job_id for job_id in tokens if redis.hget(f"rq:job:{job_id}", "worker_name") == name.encode()
+    """The jobs this worker (its supervised processes are named ``<name>.<slot>.<n>``) is running now."""
+    return [job_id for job_id in tokens
+            if (redis.hget(f"rq:job:{job_id}", "worker_name") or b"").decode().startswith(f"{name}.")
             and statuses(redis, [job_id])[job_id] == "started"]
 
 
 @pytest.mark.slow
 def test_sigkill_workers_repeatedly_while_jobs_flow(redis, client, start_worker, site):
-    slow = {"FETCH_TIMEOUT": "60"}
+    # One job at a time per worker, so jobs are still flowing through all five kills.
+    slow = {"FETCH_TIMEOUT": "60", "WORKER_PROCESSES": "1", "WORKER_THREADS": "1"}
     workers = [start_worker("--name", f"w{i}", extra_env=slow) for i in range(2)]
-    tokens = {submit(client, site.url(f"f{i}", seconds=0.5)): f"f{i}" for i in range(60)}
+    tokens = {submit(client, site.url(f"f{i}", seconds=1.0)): f"f{i}" for i in range(60)}
     kills, interrupted, rng = 0, [], random.Random(5)
     for round_ in range(5):
         time.sleep(2.0)
@@ -84,9 +86,12 @@ def test_sigkill_workers_repeatedly_while_jobs_flow(redis, client, start_worker,
         busy = {name: running_jobs(redis, tokens, name) for name in running}
         # Kill a worker that is running a job when there is one: that is the case worth proving.
         name = rng.choice([n for n, held in busy.items() if held] or list(running))
-        runs_before = {job_id: site.started[tokens[job_id]] for job_id in busy[name]}
-        running[name].process.kill()
+        running[name].process.kill()  # the supervisor; its processes die with it (PR_SET_PDEATHSIG)
         killed_at, kills = time.monotonic(), kills + 1
+        running[name].process.wait()
+        time.sleep(0.2)
+        # Interrupted: still "started" by the dead worker (one that ended in the instant before the kill was not).
+        runs_before = {job_id: site.started[tokens[job_id]] for job_id in running_jobs(redis, tokens, name)}
         interrupted += [(job_id, runs, killed_at) for job_id, runs in runs_before.items()]
         workers.append(start_worker("--name", f"r{round_}", extra_env=slow))
     seen = wait_all_terminal(redis, list(tokens), timeout=150)

@@ -4,6 +4,8 @@ import time
 import uuid
 
 import pytest
+from rq import Queue
+from rq.serializers import JSONSerializer
 
 from tests.conftest import wait_for_job
 
@@ -125,3 +127,37 @@ def test_progress_is_reported_while_downloading(client, worker, page_server):
     assert all(p["total"] == len(body) for p in downloading)
     assert job["progress"] == {"stage": "counting", "bytes": len(body), "total": len(body)}
     assert job["result"]["total_words"] == 4000
+
+
+def test_a_job_waiting_for_its_retry_shows_the_last_error_and_attempt(client, start_worker, page_server, env):
+    start_worker(extra_env={"RETRY_INTERVALS": "5,5"})  # long enough to see it wait
+    path = unique_path()
+    page_server.add(path, status=503, body=b"busy")
+    job_id = submit(client, page_server.url(path))
+    deadline = time.monotonic() + 30
+    job = client.get(f"/api/jobs/{job_id}").get_json()
+    while job["status"] != "scheduled" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job = client.get(f"/api/jobs/{job_id}").get_json()
+    assert job["status"] == "scheduled", job
+    assert job["error"]["type"] == "HttpServerError" and "503" in job["error"]["message"]
+    assert job["attempt"] == 2  # the first attempt failed; the second waits
+
+
+def test_expected_failures_log_one_line_unexpected_ones_keep_their_traceback(client, redis, start_worker,
+                                                                             page_server):
+    worker = start_worker("--no-scheduler", extra_env={"DIAGNOSTIC_JOBS": "1"})
+    path = unique_path()
+    page_server.add(path, status=404, body=b"no")
+    expected = wait_for_job(client, submit(client, page_server.url(path)))
+    assert expected["status"] == "failed"
+    assert "Traceback" not in worker.log(), worker.log()
+    assert sum(f"job_id={expected['id']}" in line and "HttpClientError" in line
+               for line in worker.log().splitlines()) == 1, worker.log()
+    # A catalogued function called with arguments it does not take: a bug, not a reported error.
+    unexpected = Queue("default", connection=redis, serializer=JSONSerializer).enqueue_call(
+        func="engine.diagnostics.noop", kwargs={"surprise": 1}, meta={"type": "noop"})
+    job = wait_for_job(client, unexpected.id)
+    assert job["status"] == "failed" and job["error"]["type"] == "InternalError"
+    assert "Traceback" not in job["error"]["message"]
+    assert "Traceback" in worker.log()  # for the operator, in the log only

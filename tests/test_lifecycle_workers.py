@@ -40,7 +40,8 @@ def test_workers_drain_high_before_default_before_low(client, start_worker, page
     url = page_server.url("/")
     ids = {priority: [submit(client, url, priority=priority)["id"] for _ in range(3)]
            for priority in ("low", "default", "high")}  # submitted lowest first, so order is not FIFO
-    worker = start_worker("--burst", "--no-scheduler")
+    # One job at a time, so start order is claim order (with free threads all nine would start at once).
+    worker = start_worker("--burst", "--no-scheduler", "--processes", "1", "--threads", "1")
     assert worker.process.wait(60) == 0, worker.log()
     started = {
         p: [client.get(f"/api/jobs/{i}").get_json()["started_at"] for i in job_ids] for p, job_ids in ids.items()

@@ -136,7 +136,7 @@ def test_readyz_can_require_a_live_worker(make_client, redis, start_worker):
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json() == {"status": "unavailable", "redis": "ok", "workers": 0}
-    start_worker("--no-scheduler")
+    start_worker("--no-scheduler", "--processes", "1")  # one RQ worker (the shipped dyno has 2)
     response = poll(lambda: (r := client.get("/readyz")).status_code == 200 and r, timeout=30)
     assert response, "readyz never became ready with a worker running"
     assert response.get_json() == {"status": "ok", "redis": "ok", "workers": 1}
@@ -207,7 +207,7 @@ def test_metrics_from_real_jobs(make_client, redis, start_worker, page_server):
     other_process = make_client(METRICS_TOKEN=TOKEN)  # another web process: same numbers, as all come from Redis
     for _ in range(2):
         make_queues(redis)["low"].enqueue_call(func="jobs.wordcount.count_words_at_url", kwargs={"url": "x"})
-    worker = start_worker("high", "default", "--no-scheduler")
+    worker = start_worker("high", "default", "--no-scheduler", "--processes", "1")
     ok = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": page_server.url("/")}})
     forged = forge(redis)
     assert wait_for_job(client, ok.get_json()["id"])["status"] == "finished", worker.log()
@@ -307,7 +307,7 @@ def test_abandoned_job_is_logged_and_counted(redis, settings, caplog):
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="engine.events"):
             # What StartedJobRegistry.cleanup calls for a job whose worker died mid-run.
-            events.observe_failure(job, AbandonedJobError, AbandonedJobError(), None)
+            events.on_failure(job, AbandonedJobError, AbandonedJobError(), None)
         assert [(r.event, r.error_class, r.request_id) for r in caplog.records if r.name == "engine.events"] == [
             ("abandoned", "AbandonedJobError", "req-gone"),
             (expected, "AbandonedJobError", "req-gone"),

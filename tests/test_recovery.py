@@ -9,7 +9,7 @@ import time
 import pytest
 
 from engine import catalog
-from engine.handoff import HOLD, SafeQueue, claim, intermediate_key
+from engine.handoff import HOLD, STOP, SafeQueue, claim, intermediate_key
 from engine.queues import enqueue, fetch_job, job_view, make_queues
 from engine.recovery import ALIVE_KEY, Reaper
 from tests.faults import CountingSite, wait_until
@@ -101,8 +101,10 @@ def test_sigterm_while_holding_a_claim_returns_the_job_unstarted(redis, settings
     job_id = submit(redis, settings, "https://example.com/held")
     worker = build_worker(settings, name="holder")
     job, queue = SafeQueue.dequeue_any(worker.queues, None, connection=redis)
-    worker._shutdown()  # what SIGTERM runs: it must not raise and drop the claimed job
-    assert worker._stop_requested
+    worker.request_stop(signal.SIGTERM, None)  # what SIGTERM runs: it must not raise and drop the claimed job
+    assert worker._stop_requested and STOP.is_set()  # the claim loop claims no more
+    assert SafeQueue.dequeue_any(worker.queues, None, connection=redis) is None
+    STOP.clear()  # the flag is per process: leave none behind for the next test
     worker.execute_job(job, queue)
     assert not HOLD.active
     assert redis.lrange("rq:queue:default", 0, -1) == [job_id.encode()]
@@ -140,7 +142,7 @@ def test_reaper_leaves_jobs_of_live_workers_alone(redis, settings, start_worker,
     worker = start_worker("--name", "alive", extra_env=slow_env)
     job_id = submit(redis, settings, site.url("r1", seconds=3))
     assert wait_until(lambda: site.started["r1"] == 1, 30), worker.log()
-    assert redis.exists(ALIVE_KEY.format("alive"))
+    assert redis.keys(ALIVE_KEY.format("alive.*"))  # each supervised process beats as <name>.<slot>.<n>
     assert Reaper(redis).run() == {"requeued": 0, "failed": 0, "returned": 0}
     assert wait_until(lambda: view(redis, job_id)["status"] == "finished", 30)
     assert site.started["r1"] == 1

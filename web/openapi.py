@@ -52,6 +52,7 @@ JOB = {
         "progress": {"type": ["object", "null"]},
         "result": {},
         "error": NULLABLE_JOB_ERROR,
+        "attempt": {"type": "integer", "minimum": 1},
     },
 }
 JOB_LIST = {
