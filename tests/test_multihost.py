@@ -153,7 +153,10 @@ def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch,
             for host, (redis_addr, _) in HOSTS.items():
                 env = venv_env(REDIS_URL=f"redis://:{password}@{redis_addr}:{REDIS_PORT}/0", APP_ENV="testing",
                                FETCH_ALLOW_NETWORKS="198.18.0.0/15", FETCH_TIMEOUT="10")
-                command = f"exec {sys.executable} {PROJECT_ROOT / 'worker.py'} --name worker-{host}"
+                # One job at a time per host, so the twelve jobs spread over both hosts instead of one claim
+                # filling a process's threads.
+                command = (f"exec {sys.executable} {PROJECT_ROOT / 'worker.py'} --name worker-{host} "
+                           "--processes 1 --threads 1")
                 started.append(ProcessGroup(in_namespace(namespaces[host], host, command), env,
                                             tmp_path / f"{host}.log"))
             redis = connect(Settings.from_env({"REDIS_URL": server.url}))
@@ -177,7 +180,8 @@ def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch,
             assert [job_status(j) for j in done] == ["finished"] * len(jobs), [j.meta for j in done]
             assert all(j.return_value()["total_words"] == 9 for j in done)
             assert not any(j.meta.get("failures") for j in done), "a job needed a retry: a host could not reach"
-            assert {j.worker_name for j in done} == {f"worker-{host}" for host in HOSTS}
+            # Supervised processes are named "<name>.<slot>.<generation>".
+            assert {j.worker_name.split(".")[0] for j in done} == {f"worker-{host}" for host in HOSTS}
             # Each worker reached Redis from its own host's address, over its veth pair.
             clients = redis.client_list()
             for host, (_, host_addr) in HOSTS.items():

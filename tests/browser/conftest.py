@@ -72,6 +72,9 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
         "FETCH_TIMEOUT": "30",  # a held page must not time out while a test looks at it
         "WEB_CONCURRENCY": "1",
         "PORT": str(port),
+        # One job at a time, so a job submitted behind a held one is visibly queued before it runs.
+        "WORKER_PROCESSES": "1",
+        "WORKER_THREADS": "1",
     }
     web_log = logs / "web.log"
     with Pages() as pages, open(web_log, "wb") as log:
