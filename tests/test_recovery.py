@@ -16,7 +16,7 @@ from tests.faults import CountingSite, wait_until
 
 pytestmark = pytest.mark.integration
 WORDS = catalog.get("count_words_at_url")
-RECOVERY_DEADLINE = 30.0  # the bound on detecting and re-running an abandoned job
+RECOVERY_DEADLINE = 30.0  # our promise for detecting and re-running an abandoned job (WORKER_LOST_AFTER + slack)
 
 
 @pytest.fixture
