@@ -66,25 +66,20 @@ def read(spec: dataclasses.Field, env: Mapping[str, str]) -> Any:
 
 def integer(low: int, high: int) -> Parser:
     """A whole number between ``low`` and ``high``."""
-
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"must be a whole number, got {raw!r}") from None
-        return _within(value, low, high)
-
-    return parse
+    return _ranged(int, "a whole number", low, high)
 
 
 def number(low: float, high: float) -> Parser:
     """A number between ``low`` and ``high``."""
+    return _ranged(float, "a number", low, high)
 
-    def parse(raw: str) -> float:
+
+def _ranged(convert: Callable[[str], Any], what: str, low: Any, high: Any) -> Parser:
+    def parse(raw: str) -> Any:
         try:
-            value = float(raw)
+            value = convert(raw)
         except ValueError:
-            raise ValueError(f"must be a number, got {raw!r}") from None
+            raise ValueError(f"must be {what}, got {raw!r}") from None
         return _within(value, low, high)
 
     return parse
