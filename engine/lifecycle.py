@@ -19,6 +19,7 @@ from rq import Queue
 from rq.job import Job
 
 from engine import catalog
+from engine.enqueue_script import Charge
 from engine.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
 from engine.settings import Settings
 
@@ -103,10 +104,11 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
 
 
 def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-           job_id: str | None = None) -> Job:
-    """Enqueue (or schedule) a validated submission on its priority's queue."""
+           job_id: str | None = None, charge: Charge | None = None) -> Job:
+    """Enqueue (or schedule) a validated submission on its priority's queue, after a rate-limit ``charge``."""
     queue = queues[submission.priority]
-    return enqueue(queue, submission.job_type, submission.params, settings, at=submission.run_at, job_id=job_id)
+    return enqueue(queue, submission.job_type, submission.params, settings, at=submission.run_at, job_id=job_id,
+                   charge=charge)
 
 
 def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,

@@ -331,3 +331,30 @@ def test_dashboard_inline_script_carries_the_csp_nonce(client):
     nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"]).group(1)
     inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*text/template)([^>]*)>", response.get_data(as_text=True))
     assert inline and all(f'nonce="{nonce}"' in attrs for attrs in inline)
+
+
+def test_a_submission_costs_one_round_trip_with_its_charge(env, redis, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    client = make_client(env, RATELIMIT_SUBMIT="100 per minute")
+    assert client.post("/api/jobs", json=VALID).status_code == 202  # loads the script
+    sent: list[object] = []
+    original = AbstractConnection.send_packed_command
+    monkeypatch.setattr(AbstractConnection, "send_packed_command",
+                        lambda self, command, check_health=True: (sent.append(command),
+                                                                  original(self, command, check_health))[1])
+    assert client.post("/api/jobs", json=VALID).status_code == 202
+    assert len(sent) == 1  # the charge and the enqueue in one script call
+
+
+def test_refused_submissions_count_and_enqueue_nothing_whatever_their_path(env, redis):
+    client = make_client(env, RATELIMIT_SUBMIT="2 per minute")
+    assert client.post("/api/jobs", json={"type": "nope"}).status_code == 422  # charged all the same
+    assert client.post("/api/jobs", json=VALID).status_code == 202
+    for refused in (client.post("/api/jobs", json={"type": "nope"}), client.post("/api/jobs", json=VALID),
+                    client.post("/api/jobs", json=VALID, headers={"Idempotency-Key": "k"}),
+                    client.post("/api/jobs", json={**VALID, "delay_seconds": 30})):
+        assert refused.status_code == 429 and refused.get_json()["error"]["code"] == "too_many_requests"
+        assert int(refused.headers["Retry-After"]) > 0
+    assert redis.llen("rq:queue:default") == 1 and not redis.keys("stack:idempotency:*")
+    assert not redis.zcard("rq:scheduled:default")

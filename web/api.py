@@ -60,16 +60,20 @@ def validated_submission(body: dict[str, Any]) -> lifecycle.Submission:
 
 
 @bp.post("/jobs")
+@ratelimit.charged_in_view
 def submit_job():
     """Validate and enqueue a job; answer 202 with the job at once (200 with the first job for a reused key)."""
     body = json_body()
     submission = validated_submission(body)
     key = request.headers.get("Idempotency-Key")
-    if key is None:
-        job, created = lifecycle.submit(state.redis(), state.queues(), submission, state.settings()), True
+    if key is None:  # the rate-limit charge rides in the enqueue's one round trip
+        charge = ratelimit.take()
+        job, created = lifecycle.submit(state.redis(), state.queues(), submission, state.settings(),
+                                        charge=charge), True
     else:
         if not lifecycle.valid_idempotency_key(key):
             raise ApiError(400, "bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
+        ratelimit.settle()  # before the key is claimed: a refused request must leave no trace
         try:
             job, created = lifecycle.submit_idempotent(
                 state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body)

@@ -9,21 +9,28 @@ the limit; the refused charge still counts, so hammering past the limit keeps a 
 The client is the address the request came from (``request.remote_addr``, the proxy's client once ProxyFix is
 set up with PROXY_FIX_X_FOR); an IPv6 client is counted by its /64, the block one host usually gets.
 If Redis does not answer, the request goes through: it then fails on its own with a 503.
+
+A view marked ``charged_in_view`` (the API's submit) makes its request's charge itself: ``take`` hands it to
+the enqueue, which charges and enqueues in one script call (engine.enqueue_script), so such a POST costs one
+round trip instead of two. A path of that view that does other work calls ``settle`` first, and a request the
+view refuses (a 4xx) is charged on its way out, answering 429 instead when it does not fit, as before.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from flask import Flask, Response, request
+from flask import Flask, Response, current_app, g, request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from engine.enqueue_script import Charge, Refused
 from web.errors import error_response
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -74,22 +81,35 @@ class ClientLimiter:
 
     def charge(self, client: str, cost: int = 1, now: float | None = None) -> Verdict:
         now = time.time() if now is None else now
-        period, limit = self.rate.period, self.rate.limit
-        window = int(now // period)
-        current_key = f"{KEY_PREFIX}{client}:{window}"
+        planned = self.plan(client, cost, now)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(current_key, cost)
-                pipe.expire(current_key, 2 * period)
-                pipe.get(f"{KEY_PREFIX}{client}:{window - 1}")
+                pipe.incrby(planned.current_key, cost)
+                pipe.expire(planned.current_key, planned.expire)
+                pipe.get(planned.previous_key)
                 current, _, previous = pipe.execute()
         except RedisError:
-            return Verdict(True, limit, 0)  # fail open; the request meets the outage itself
-        in_view = 1.0 - (now - window * period) / period  # share of the previous window still in the sliding one
-        load = int(current) + int(previous or 0) * in_view
+            return Verdict(True, self.rate.limit, 0)  # fail open; the request meets the outage itself
+        return self.verdict(int(current), int(previous or 0), now, cost)
+
+    def plan(self, client: str, cost: int, now: float) -> Charge:
+        """The charge of ``cost`` units for ``client`` at ``now``, for ``charge`` or for an enqueue's script."""
+        period, window = self.rate.period, int(now // self.rate.period)
+        return Charge(f"{KEY_PREFIX}{client}:{window}", f"{KEY_PREFIX}{client}:{window - 1}", cost, 2 * period,
+                      self._in_view(now), self.rate.limit)
+
+    def verdict(self, current: int, previous: int, now: float, cost: int) -> Verdict:
+        """The verdict on a charge that left the counters at ``current`` and ``previous`` (the script's test)."""
+        limit = self.rate.limit
+        load = current + previous * self._in_view(now)
         if load <= limit:
             return Verdict(True, max(0, math.floor(limit - load)), 0)
-        return Verdict(False, 0, self._retry_after(int(current), int(previous or 0), now, window, cost))
+        return Verdict(False, 0, self._retry_after(current, previous, now, int(now // self.rate.period), cost))
+
+    def _in_view(self, now: float) -> float:
+        """The share of the previous window still inside the sliding one."""
+        period = self.rate.period
+        return 1.0 - (now - int(now // period) * period) / period
 
     def _retry_after(self, current: int, previous: int, now: float, window: int, cost: int) -> int:
         """Seconds until this much work would fit again, if the client sends nothing meanwhile."""
@@ -115,6 +135,52 @@ def cost(units: Callable[[], int]) -> Callable[[F], F]:
     return mark
 
 
+def charged_in_view(view: F) -> F:
+    """Mark a view that makes its request's charge itself (``take`` or ``settle``); any charge it leaves is
+    made when it ends, and a request it refused answers 429 instead when that charge does not fit."""
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            response = view(*args, **kwargs)
+        except Refused:
+            raise
+        except Exception:
+            settle()
+            raise
+        settle(refuse=False)  # the work is done: count it
+        return response
+
+    wrapped.charges_itself = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
+
+
+def take() -> Charge | None:
+    """This request's pending charge, for the enqueue's script to make; None when there is none."""
+    pending = g.pop("rate_charge", None)
+    if pending is None:
+        return None
+    g.rate_charged_at = pending[2]
+    return current_app.extensions["limiter"].plan(*pending)
+
+
+def settle(refuse: bool = True) -> None:
+    """Make this request's pending charge now (one round trip); ``Limited`` if it does not fit."""
+    pending = g.pop("rate_charge", None)
+    if pending is not None:
+        verdict = current_app.extensions["limiter"].charge(*pending)
+        if refuse and not verdict.allowed:
+            raise Limited(verdict)
+
+
+class Limited(Exception):
+    """A request's charge did not fit."""
+
+    def __init__(self, verdict: Verdict):
+        super().__init__(f"retry after {verdict.retry_after} s")
+        self.verdict = verdict
+
+
 def too_many(message: str, retry_after: int) -> Response:
     response = error_response(429, "too_many_requests", message)
     response.headers["Retry-After"] = str(retry_after)
@@ -124,6 +190,18 @@ def too_many(message: str, retry_after: int) -> Response:
 def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientLimiter:
     """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit."""
     limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text))
+    app.extensions["limiter"] = limiter
+
+    def refusal(verdict: Verdict) -> Response:
+        return too_many(f"Too many submissions from your address: the limit is {rate_text}, counted over submits, "
+                        f"batch items, cancels, retries and form posts together. Try again in "
+                        f"{verdict.retry_after} s.", verdict.retry_after)
+
+    def refused_in_script(exc: Refused) -> Response:
+        return refusal(limiter.verdict(exc.current, exc.previous, g.rate_charged_at, exc.charge.cost))
+
+    app.register_error_handler(Limited, lambda exc: refusal(exc.verdict))
+    app.register_error_handler(Refused, refused_in_script)
 
     @app.before_request
     def limit_submissions() -> Response | None:
@@ -136,11 +214,10 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientL
             message = (f"This request counts as {cost} submissions (one per batch item), more than the whole limit "
                        f"of {rate_text}: send fewer items at a time.")
             return too_many(message, limiter.rate.period)
-        verdict = limiter.charge(client_key(request.remote_addr), cost)
-        if verdict.allowed:
+        if getattr(view, "charges_itself", False):
+            g.rate_charge = (client_key(request.remote_addr), cost, time.time())
             return None
-        return too_many(f"Too many submissions from your address: the limit is {rate_text}, counted over submits, "
-                        f"batch items, cancels, retries and form posts together. Try again in {verdict.retry_after} s.",
-                        verdict.retry_after)
+        verdict = limiter.charge(client_key(request.remote_addr), cost)
+        return None if verdict.allowed else refusal(verdict)
 
     return limiter
