@@ -9,7 +9,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from engine.embedded_redis import free_port
+from engine.health import live_workers
 from engine.settings import PROJECT_ROOT
+from tests.faults import wait_until
 from tests.processes import ProcessGroup, http, venv_env, wait_http_ok, wait_job
 
 TOKEN = "procfile-metrics-token-0123"
@@ -52,6 +54,9 @@ def test_procfile_under_honcho_runs_a_job(redis_server, redis, page_server, tmp_
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_http_ok(f"{base}/readyz", stack), stack.log()
+        # Both worker processes register before the job is sent: a freshly cloned tree compiles its bytecode on
+        # the first import, so one process can be seconds behind the other.
+        assert wait_until(lambda: len(live_workers(redis)) == 2, 60), stack.log()  # WORKER_PROCESSES, as shipped
         status, headers, body = http("POST", f"{base}/api/jobs", {"type": "count_words_at_url",
                                      "params": {"url": page_server.url("/"), "top": 2}}, {"X-Request-ID": "deploy-1"})
         assert status == 202, body
