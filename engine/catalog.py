@@ -226,6 +226,11 @@ def get(name: Any) -> JobType:
     return CATALOG[name]
 
 
+def lookup(name: str) -> JobType | None:
+    """Any catalogued job called ``name``, internal ones included (to show a job, not to submit one)."""
+    return CATALOG.get(name) or INTERNAL.get(name)
+
+
 def default_type() -> JobType:
     """The job type forms and the CLI offer first: the first that anyone may submit, else the first."""
     types = list(CATALOG.values())

@@ -99,7 +99,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
     status = view["status"]
     params = view.get("params") if isinstance(view.get("params"), dict) else {}
     job_type = view.get("type") or "unknown"
-    known = catalog.CATALOG.get(job_type) or catalog.INTERNAL.get(job_type)
+    known = catalog.lookup(job_type)
     created, started, ended = (_time(view.get(key)) for key in ("enqueued_at", "started_at", "ended_at"))
     created = created or _time(view.get("created_at"))
     template = result_template(known) if status == "finished" else None
@@ -147,7 +147,7 @@ def param_labels(job_type: str) -> dict[str, str]:
 
 def title(job_type: str) -> str:
     """The job page's heading: the job's title, else its name read aloud."""
-    known = catalog.CATALOG.get(job_type) or catalog.INTERNAL.get(job_type)
+    known = catalog.lookup(job_type)
     return (known.title if known else "") or forms.label(job_type, None)
 
 

@@ -33,7 +33,7 @@ def load_template(name: str) -> str | None:
     """The source of a job's result template, by ``jobs/<type>.html``; None for anything else."""
     if not name.startswith(PREFIX) or not name.endswith(".html"):
         return None
-    job_type = catalog.CATALOG.get(name[len(PREFIX):-len(".html")])
+    job_type = catalog.lookup(name[len(PREFIX):-len(".html")])
     if job_type is None or job_type.result_template is None:
         return None
     return job_type.result_template.read_text(encoding="utf-8")
