@@ -34,15 +34,25 @@ POLL_MAX = 0.1  # an idle worker picks a new job up within this long; ~10 cheap 
 # KEYS: queue1, queue1:intermediate, queue2, queue2:intermediate, ... in priority order.
 # ARGV: how many jobs at most, the job key prefix. Returns queue key, job id and job hash per claimed job, so
 # claiming and reading the jobs is one round trip (RQ's dequeue is two per job).
+# Every path that puts a job on a queue marks it queued, so a queue entry whose job is already running or has
+# ended, or a second entry of a job claimed in this call, is a duplicate: two parents that finish at once can each
+# enqueue their shared dependent (a batch's aggregate). Such an entry is dropped, so no job runs twice.
 CLAIM_SCRIPT = """
-local out, want = {}, tonumber(ARGV[1])
+local out, want, seen = {}, tonumber(ARGV[1]), {}
+local taken = {started = true, finished = true, failed = true, stopped = true, canceled = true}
 for i = 1, #KEYS, 2 do
   while #out < want * 3 do
     local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
     if not id then break end
-    out[#out + 1] = KEYS[i]
-    out[#out + 1] = id
-    out[#out + 1] = redis.call('HGETALL', ARGV[2] .. id)
+    local status = redis.call('HGET', ARGV[2] .. id, 'status')
+    if seen[id] or (status and taken[status]) then
+      redis.call('RPOP', KEYS[i + 1])
+    else
+      seen[id] = true
+      out[#out + 1] = KEYS[i]
+      out[#out + 1] = id
+      out[#out + 1] = redis.call('HGETALL', ARGV[2] .. id)
+    end
   end
 end
 return out
