@@ -27,26 +27,33 @@ from rq.exceptions import DequeueTimeout
 from rq.job import Job
 from rq.utils import as_text
 
+from engine import fairness
+
 _SHAS: dict[str, str] = {}
 POLL_MIN = 0.005  # first pause after an empty poll, seconds; doubles up to POLL_MAX
 POLL_MAX = 0.1  # an idle worker picks a new job up within this long; ~10 cheap script calls a second
 
 # KEYS: queue1, queue1:intermediate, queue2, queue2:intermediate, ... in priority order.
-# ARGV: how many jobs at most, the job key prefix. Returns queue key, job id and job hash per claimed job, so
-# claiming and reading the jobs is one round trip (RQ's dequeue is two per job).
+# ARGV: how many jobs at most, the job key prefix, the per-client cap (0: none). Returns queue key, job id and job
+# hash per claimed job, so claiming and reading the jobs is one round trip (RQ's dequeue is two per job).
 # Every path that puts a job on a queue marks it queued, so a queue entry whose job is already running or has
 # ended, or a second entry of a job claimed in this call, is a duplicate: two parents that finish at once can each
 # enqueue their shared dependent (a batch's aggregate). Such an entry is dropped, so no job runs twice.
-CLAIM_SCRIPT = """
-local out, want, seen = {}, tonumber(ARGV[1]), {}
+# A job whose client already runs its share is parked instead (engine.fairness), so scanning on finds others' jobs.
+CLAIM_SCRIPT = fairness.LUA + """
+local out, want, seen, cap, parks = {}, tonumber(ARGV[1]), {}, tonumber(ARGV[3]), 0
 local taken = {started = true, finished = true, failed = true, stopped = true, canceled = true}
 for i = 1, #KEYS, 2 do
-  while #out < want * 3 do
+  while #out < want * 3 and parks < """ + str(fairness.PARK_BUDGET) + """ do
     local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
     if not id then break end
-    local status = redis.call('HGET', ARGV[2] .. id, 'status')
+    local job = redis.call('HMGET', ARGV[2] .. id, 'status', 'client')
+    local status = job[1]
     if seen[id] or (status and taken[status]) then
       redis.call('RPOP', KEYS[i + 1])
+    elseif not fair_take(id, job[2], cap) then
+      fair_park(id, job[2], KEYS[i + 1])
+      parks = parks + 1
     else
       seen[id] = true
       out[#out + 1] = KEYS[i]
@@ -58,9 +65,10 @@ end
 return out
 """
 
-# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line.
-GIVE_BACK_SCRIPT = """
+# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line. Its slot is freed.
+GIVE_BACK_SCRIPT = fairness.LUA + """
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
+  fair_release(ARGV[1])
   redis.call('LPUSH', KEYS[1], ARGV[1])
   return 1
 end
@@ -91,6 +99,7 @@ class Hold:
         self.job_id: str | None = None
         self.waiting: deque[Claim] = deque()
         self.batch = 1  # how many to claim at once: the worker sets it to its free job threads
+        self.client_cap = 0  # jobs of one client running at once across all workers (engine.fairness); 0: no cap
 
     @property
     def active(self) -> bool:
@@ -135,7 +144,8 @@ def intermediate_key(queue_key: str) -> str:
 def claim_many(connection: Redis, queue_keys: list[str], count: int) -> list[Claim]:
     """Atomically move up to ``count`` waiting job ids, by queue priority, into their backup lists."""
     keys = [key for queue_key in queue_keys for key in (queue_key, intermediate_key(queue_key))]
-    result = run_script(connection, CLAIM_SCRIPT, keys, (max(1, count), Job.redis_job_namespace_prefix))
+    args = (max(1, count), Job.redis_job_namespace_prefix, HOLD.client_cap)
+    result = run_script(connection, CLAIM_SCRIPT, keys, args)
     flat = list(result or [])
     return [Claim(as_text(flat[i]), as_text(flat[i + 1]), dict(zip(flat[i + 2][::2], flat[i + 2][1::2], strict=True)))
             for i in range(0, len(flat), 3)]

@@ -204,6 +204,9 @@ class Settings(EnvSettings):
     worker_hang_grace: float = var("WORKER_HANG_GRACE", number(0.1, 3600.0), 30.0)
     shutdown_grace: int = var("SHUTDOWN_GRACE", integer(0, 3600), 20)
     worker_lost_after: int = var("WORKER_LOST_AFTER", integer(3, 3600), 10)
+    # Jobs of one client (credential, else address group) running at once across all workers; 0: no cap.
+    # 8: an eighth of the default pool (2 processes x 32 threads), see docs/scaling.md.
+    client_concurrency: int = var("CLIENT_CONCURRENCY", integer(0, 100_000), 8)
     readyz_require_worker: bool = var("READYZ_REQUIRE_WORKER", boolean, False)
     metrics_token: str | None = var("METRICS_TOKEN", token, None)
     log_format: str = var("LOG_FORMAT", choice("text", "json"), "text")

@@ -44,7 +44,7 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
-from engine import events, failure, logs, recovery
+from engine import events, failure, fairness, logs, recovery
 from engine.handoff import HOLD, STOP, SafeQueue, give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -143,6 +143,7 @@ class StackWorker(SimpleWorker):
         self.hang_grace = settings.worker_hang_grace
         self.shutdown_grace = settings.shutdown_grace
         self.lost_after = settings.worker_lost_after
+        self.client_cap = settings.client_concurrency
         self.exit_code = 0
         self._local = threading.local()
         self._running: dict[str, Running] = {}
@@ -167,10 +168,12 @@ class StackWorker(SimpleWorker):
         warning = recovery.eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
-        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)
+        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after,
+                                       client_cap=self.client_cap)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
         HOLD.batch = self.threads
+        HOLD.client_cap = self.client_cap
         for number in range(self.threads):
             threading.Thread(target=self._job_thread, name=f"job-{number}", daemon=True).start()
 
@@ -336,12 +339,17 @@ class StackWorker(SimpleWorker):
         job = getattr(self._local, "job", None)
         if job is not None:
             events.on_finish(job, pipeline)
+            fairness.release(pipeline, job.id)  # its client's slot frees in the same transaction
 
     def increment_failed_job_count(self, pipeline: Pipeline | None = None) -> None:
-        """Hook inside RQ's failure transaction: the failure's metrics (held by events.deferred) ride in it."""
+        """Hook inside RQ's failure transaction: the failure's metrics (held by events.deferred) and the job's
+        client slot (engine.fairness) ride in it."""
         super().increment_failed_job_count(pipeline)
+        job_id = getattr(self._local, "job_id", None)
         if pipeline is not None:
             events.flush(pipeline)
+            if job_id:  # failed, stopped or retried: its client's slot frees with it
+                fairness.release(pipeline, job_id)
 
     def handle_exception(self, job: Job, *exc_info: Any) -> None:
         """Expected failures (engine.errors.JobError) log one event line, not RQ's traceback; others keep it."""
