@@ -49,15 +49,16 @@ def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[di
 
 
 def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, items: list[dict[str, Any]],
-                 settings: Settings) -> dict[str, Any]:
-    """Enqueue every item and the aggregate that waits for them; returns the stored batch record."""
+                 settings: Settings, client: str | None = None) -> dict[str, Any]:
+    """Enqueue every item and the aggregate that waits for them, as ``client``'s jobs; returns the batch record."""
     batch_id = uuid.uuid4().hex
-    item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}) for params in items]
+    item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}, client=client)
+                 for params in items]
     aggregate_type = catalog.INTERNAL[job_type.batch_aggregate]
     item_ids = [job.id for job in item_jobs]
     aggregate = enqueue(
         queue, aggregate_type, {"batch_id": batch_id, "item_ids": item_ids}, settings,
-        depends_on=Dependency(jobs=item_jobs, allow_failure=True), meta={"batch": batch_id},
+        depends_on=Dependency(jobs=item_jobs, allow_failure=True), meta={"batch": batch_id}, client=client,
     )
     record = {
         "id": batch_id, "type": job_type.name, "created_at": _now(), "items": item_ids, "aggregate": aggregate.id,

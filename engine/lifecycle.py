@@ -104,15 +104,16 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
 
 
 def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-           job_id: str | None = None, charge: Charge | None = None) -> Job:
-    """Enqueue (or schedule) a validated submission on its priority's queue, after a rate-limit ``charge``."""
+           job_id: str | None = None, charge: Charge | None = None, client: str | None = None) -> Job:
+    """Enqueue (or schedule) a validated submission on its priority's queue, after a rate-limit ``charge``, as
+    ``client``'s job (engine.fairness)."""
     queue = queues[submission.priority]
     return enqueue(queue, submission.job_type, submission.params, settings, at=submission.run_at, job_id=job_id,
-                   charge=charge)
+                   charge=charge, client=client)
 
 
 def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-                      key: str, fingerprint: str) -> tuple[Job, bool]:
+                      key: str, fingerprint: str, client: str | None = None) -> tuple[Job, bool]:
     """Submit once per Idempotency-Key: ``(job, created)``; a reused key returns the first job."""
     redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
     job_id = str(uuid.uuid4())
@@ -121,7 +122,7 @@ def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: S
     ttl = min(IDEMPOTENCY_TTL, settings.result_ttl, settings.failure_ttl, settings.queued_ttl)
     if connection.set(redis_key, claim, nx=True, ex=ttl):
         try:
-            return submit(connection, queues, submission, settings, job_id=job_id), True
+            return submit(connection, queues, submission, settings, job_id=job_id, client=client), True
         except Exception:
             connection.delete(redis_key)  # let the client retry with the same key
             raise

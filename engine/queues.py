@@ -90,12 +90,14 @@ def enqueue(
     job_id: str | None = None,
     meta: dict[str, Any] | None = None,
     charge: enqueue_script.Charge | None = None,
+    client: str | None = None,
 ) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals.
 
     ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
     defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata. ``charge`` is a
     client's rate-limit charge made first: if it does not fit, ``enqueue_script.Refused`` and nothing enqueued.
+    ``client`` (an opaque key of who submitted it) caps how many of that client's jobs run at once (engine.fairness).
     """
     intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     ttl = settings.queued_ttl
@@ -118,7 +120,7 @@ def enqueue(
         # that path stays RQ's). One script reply is much cheaper to parse than a MULTI's dozen.
         with queue.connection.pipeline() as pipe:
             job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
-            _index(pipe, job)
+            _index(pipe, job, client)
             events.on_submit(job, pipe)
             enqueue_script.run(queue.connection, pipe, charge)
         events.submitted(job)
@@ -132,7 +134,7 @@ def enqueue(
         job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
         job = queue.schedule_job(job, _whole_second_up(at))
     with queue.connection.pipeline(transaction=False) as pipe:
-        _index(pipe, job)
+        _index(pipe, job, client)  # before it is due (scheduled) or its parents end (deferred)
         events.on_submit(job, pipe)
         pipe.execute()
     events.submitted(job)
@@ -144,9 +146,11 @@ def _whole_second_up(when: datetime) -> datetime:
     return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
 
 
-def _index(pipe: Pipeline, job: Job) -> None:
+def _index(pipe: Pipeline, job: Job, client: str | None = None) -> None:
     pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
     pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
+    if client:
+        pipe.hset(job.key, "client", client)
 
 
 class NotCancelable(Exception):

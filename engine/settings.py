@@ -216,6 +216,9 @@ class Settings(EnvSettings):
     proxy_fix_x_proto: int = var("PROXY_FIX_X_PROTO", integer(0, 10), 0)
     proxy_fix_x_host: int = var("PROXY_FIX_X_HOST", integer(0, 10), 0)
     ratelimit_submit: str = var("RATELIMIT_SUBMIT", rate, "60 per minute")
+    # Work one client may submit per UTC day, counted like RATELIMIT_SUBMIT; 0: no quota. It bounds the jobs one
+    # client keeps in Redis (about DAILY_QUOTA x days kept x a job's size; docs/scaling.md).
+    daily_quota: int = var("DAILY_QUOTA", integer(0, 10**9), 1000)
     schedule_file: str | None = var("SCHEDULE_FILE", text, None)
     diagnostic_jobs: bool = var("DIAGNOSTIC_JOBS", boolean, False)  # benchmark and fault-test jobs; never in production
 

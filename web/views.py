@@ -15,7 +15,7 @@ from rq.job import Job
 
 from engine import catalog
 from engine.queues import SERIALIZER, CatalogJob, NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
-from web import access, forms, humanize, presentation, state
+from web import access, forms, humanize, presentation, ratelimit, state
 
 bp = Blueprint("views", __name__)
 
@@ -49,7 +49,8 @@ def submit():
         errors["priority"] = priority_problem
     if errors:
         return _form_page(job_type, values, errors), 422
-    job = enqueue(state.queues()[values["priority"]], job_type, params, state.settings())
+    job = enqueue(state.queues()[values["priority"]], job_type, params, state.settings(),
+                  client=ratelimit.client_key())
     _remember(job.id)
     return redirect(url_for("views.job_page", job_id=job.id), code=303)
 
@@ -141,7 +142,7 @@ def retry(job_id: str):
     if not access.may_submit(job_type):
         return _login_needed(job_type, back=url_for("views.job_page", job_id=job_id))
     queue = state.queues().get(job.origin) or state.queues()["default"]
-    new = enqueue(queue, job_type, params, state.settings())
+    new = enqueue(queue, job_type, params, state.settings(), client=ratelimit.client_key())
     _remember(new.id)
     return redirect(url_for("views.job_page", job_id=new.id), code=303)
 
