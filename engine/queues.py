@@ -15,7 +15,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from engine import catalog, enqueue_script, events
+from engine import catalog, enqueue_script, events, fairness
 from engine.errors import ForbiddenJob
 from engine.settings import Settings
 
@@ -228,6 +228,7 @@ def job_view(job: Job) -> dict[str, Any]:
         "result": job.return_value() if status == "finished" else None,
         "error": job_error(job, status),
         "attempt": job_attempt(job, status),
+        "waiting": fairness.WAITING_MESSAGE if job.get_status(refresh=False) == fairness.PARKED else None,
     }
 
 

@@ -3,11 +3,21 @@ any ending lets the next one in, and the reaper's sweep frees slots that nothing
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from datetime import datetime
+
 import pytest
+from rq import Worker
 from rq.job import Job
 
 from engine import fairness
 from engine.handoff import HOLD, claim_many, give_back, intermediate_key
+from engine.settings import Settings
+from tests.conftest import wait_for_job
+from tests.slowserver import serving
+from web import create_app
 
 QUEUE = "rq:queue:default"
 pytestmark = pytest.mark.integration
@@ -113,3 +123,88 @@ def test_without_a_cap_nothing_is_parked_and_the_sweep_lets_parked_jobs_go(redis
     assert fairness.sweep(redis, 0) == (0, 1)
     HOLD.client_cap = 0
     assert [c.job_id for c in claim_many(redis, [QUEUE], 10)] == ["a2"]
+
+
+# --- real worker processes ----------------------------------------------------------------------------------------
+
+FLOODERS = ({"REMOTE_ADDR": "203.0.113.1"}, {"REMOTE_ADDR": "203.0.113.2"})
+THIRD = {"REMOTE_ADDR": "198.51.100.3"}
+
+
+@pytest.fixture
+def slow_server():
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture
+def visitors(env, redis):
+    """A web client whose requests come from whichever address a test gives, under a roomy rate limit."""
+    settings = Settings.from_env({**env, "RATELIMIT_SUBMIT": "1000 per minute"})
+    return create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+
+
+def seconds_between(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+
+
+def wait_until(predicate, timeout: float, pause: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(pause)
+    return predicate()
+
+
+def a_worker_is_up(redis) -> bool:
+    return bool(Worker.all(connection=redis))
+
+
+@pytest.mark.parametrize("cap", [2, 0], ids=["capped", "uncapped"])
+def test_a_flood_from_two_clients_does_not_hold_up_a_third_clients_job(cap, visitors, redis, start_worker,
+                                                                       slow_server, page_server):
+    worker = start_worker("--processes", "0", "--threads", "6", extra_env={"CLIENT_CONCURRENCY": str(cap)})
+    assert wait_until(lambda: a_worker_is_up(redis), 30), worker.log()
+    hanging = [{"url": slow_server.url(60)} for _ in range(20)]  # each attempt waits out FETCH_TIMEOUT (5 s)
+    for flooder in FLOODERS:
+        response = visitors.post("/api/batches", json={"type": "count_words_at_url", "items": hanging},
+                                 environ_base=flooder)
+        assert response.status_code == 202
+    assert wait_until(lambda: slow_server.requests >= (4 if cap else 6), 10)  # the flood is running
+    job_id = visitors.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": page_server.url("/")}},
+                           environ_base=THIRD).get_json()["id"]
+    if not cap:  # the control: without the cap the flood holds every thread, and the third client waits
+        time.sleep(3)
+        assert visitors.get(f"/api/jobs/{job_id}").get_json()["status"] == "queued"
+        return
+    job = wait_for_job(visitors, job_id, timeout=20)
+    assert job["status"] == "finished" and job["result"]["total_words"] > 0
+    waited = seconds_between(job["enqueued_at"], job["started_at"])
+    assert waited < 2.0, f"the third client's job waited {waited:.2f} s in the queue"
+    running = [redis.scard(fairness.running_key(f["REMOTE_ADDR"])) for f in FLOODERS]
+    assert running == [cap, cap]
+    held_back = [redis.hget(f"rq:job:{i.decode()}", "status") for i in redis.lrange(
+        fairness.parked_key(FLOODERS[0]["REMOTE_ADDR"]), 0, 0)]
+    assert held_back == [fairness.PARKED.encode()]
+    parked_view = visitors.get(f"/api/jobs/{redis.lindex(fairness.parked_key('203.0.113.1'), 0).decode()}")
+    assert parked_view.get_json()["status"] == "queued"
+    assert parked_view.get_json()["waiting"] == fairness.WAITING_MESSAGE
+    print(f"\nflood of 2 x 20 hanging pages, cap {cap}: third client's job waited {waited:.2f} s")
+
+
+def test_a_killed_workers_slots_come_back_and_its_clients_jobs_all_run(visitors, redis, start_worker, slow_server):
+    fair = {"CLIENT_CONCURRENCY": "1", "WORKER_LOST_AFTER": "3"}
+    first = start_worker("--processes", "0", "--threads", "2", extra_env=fair)
+    assert wait_until(lambda: a_worker_is_up(redis), 30), first.log()
+    ids = [visitors.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": slow_server.url(2)}},
+                         environ_base=THIRD).get_json()["id"] for _ in range(3)]
+    assert wait_until(lambda: redis.llen(fairness.parked_key(THIRD["REMOTE_ADDR"])) == 2, 10)
+    assert wait_until(lambda: slow_server.requests == 1, 10)
+    os.killpg(first.process.pid, signal.SIGKILL)  # mid-job: its slot is held by a job nobody runs any more
+    start_worker("--processes", "0", "--threads", "2", extra_env=fair)
+    jobs = [wait_for_job(visitors, job_id, timeout=60) for job_id in ids]
+    assert [job["status"] for job in jobs] == ["finished"] * 3
+    starts = sorted((job["started_at"], job["ended_at"]) for job in jobs)
+    assert all(later[0] >= earlier[1] for earlier, later in zip(starts, starts[1:], strict=False))  # one at a time
+    assert not redis.exists(fairness.running_key(THIRD["REMOTE_ADDR"]))
