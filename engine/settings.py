@@ -197,6 +197,9 @@ class Settings(EnvSettings):
     queued_ttl: int = var("QUEUED_TTL", integer(1, 10**9), DAY)
     job_timeout: int = var("JOB_TIMEOUT", integer(1, DAY), 180)
     retry_intervals: tuple[int, ...] = var("RETRY_INTERVALS", intervals, (5, 30, 120))
+    # Worker time one submission may use over all its attempts: a retry is made only if a full-length attempt
+    # still fits. 2 x JOB_TIMEOUT's default: quick transient failures keep every retry, long ones get one.
+    job_time_budget: int = var("JOB_TIME_BUDGET", integer(1, 7 * DAY), 360)
     worker_processes: int = var("WORKER_PROCESSES", integer(0, 256), 2)  # from make bench on 2 cores
     worker_threads: int = var("WORKER_THREADS", integer(1, 1024), 32)
     worker_max_jobs: int = var("WORKER_MAX_JOBS", integer(0, 10**9), 50000)

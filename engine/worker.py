@@ -21,6 +21,7 @@ Every RQ method overridden here is pinned by tests/test_rq_contract.py.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue as stdlib_queue
@@ -137,7 +138,8 @@ class StackWorker(SimpleWorker):
         kwargs.setdefault("job_monitoring_interval", MONITOR_INTERVAL)
         given = [] if exception_handlers is None else list(exception_handlers) if isinstance(
             exception_handlers, list | tuple) else [exception_handlers]
-        handlers = [failure.record_error, events.on_failure, *given]
+        handlers = [functools.partial(failure.record_error, budget=settings.job_time_budget), events.on_failure,
+                    *given]
         self.threads = max(1, threads or settings.worker_threads)
         self.max_rss_mb = settings.worker_max_rss_mb
         self.hang_grace = settings.worker_hang_grace
