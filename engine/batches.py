@@ -18,7 +18,7 @@ from rq.job import Dependency
 
 from engine import catalog
 from engine.lifecycle import InvalidRequest
-from engine.queues import SERIALIZER, CatalogJob, enqueue, job_error, job_status, job_view
+from engine.queues import SERIALIZER, CatalogJob, Client, enqueue, job_error, job_status, job_view
 from engine.settings import Settings
 
 BATCH_PREFIX = "stack:batch:"
@@ -49,7 +49,7 @@ def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[di
 
 
 def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, items: list[dict[str, Any]],
-                 settings: Settings, client: str | None = None) -> dict[str, Any]:
+                 settings: Settings, client: Client | None = None) -> dict[str, Any]:
     """Enqueue every item and the aggregate that waits for them, as ``client``'s jobs; returns the batch record."""
     batch_id = uuid.uuid4().hex
     item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}, client=client)

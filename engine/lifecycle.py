@@ -20,7 +20,17 @@ from rq.job import Job
 
 from engine import catalog
 from engine.enqueue_script import Charge
-from engine.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
+from engine.queues import (
+    QUEUE_NAMES,
+    RECENT_KEY,
+    SERIALIZER,
+    TERMINAL,
+    CatalogJob,
+    Client,
+    enqueue,
+    fetch_job,
+    job_status,
+)
 from engine.settings import Settings
 
 DEFAULT_PRIORITY = "default"
@@ -104,7 +114,7 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
 
 
 def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-           job_id: str | None = None, charge: Charge | None = None, client: str | None = None) -> Job:
+           job_id: str | None = None, charge: Charge | None = None, client: Client | None = None) -> Job:
     """Enqueue (or schedule) a validated submission on its priority's queue, after a rate-limit ``charge``, as
     ``client``'s job (engine.fairness)."""
     queue = queues[submission.priority]
@@ -113,7 +123,7 @@ def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, 
 
 
 def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-                      key: str, fingerprint: str, client: str | None = None) -> tuple[Job, bool]:
+                      key: str, fingerprint: str, client: Client | None = None) -> tuple[Job, bool]:
     """Submit once per Idempotency-Key: ``(job, created)``; a reused key returns the first job."""
     redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
     job_id = str(uuid.uuid4())

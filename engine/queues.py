@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,14 @@ _MAX_JOB_ID = 128
 UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
 _RETRYING = frozenset({"scheduled", "queued", "started"})  # states in which an earlier attempt may have failed
+
+
+@dataclass(frozen=True)
+class Client:
+    """Who submitted a job from outside the deployment (the CLI, the clock and Python enqueues have none)."""
+
+    key: str  # opaque: the credential if any, else the address group
+    anonymous: bool  # no credential: its jobs are kept for a shorter time (ANONYMOUS_TTL)
 
 
 def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
@@ -90,23 +99,25 @@ def enqueue(
     job_id: str | None = None,
     meta: dict[str, Any] | None = None,
     charge: enqueue_script.Charge | None = None,
-    client: str | None = None,
+    client: Client | None = None,
 ) -> Job:
     """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals.
 
     ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
     defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata. ``charge`` is a
     client's rate-limit charge made first: if it does not fit, ``enqueue_script.Refused`` and nothing enqueued.
-    ``client`` (an opaque key of who submitted it) caps how many of that client's jobs run at once (engine.fairness).
+    ``client`` is who submitted it from outside: how many of its jobs run at once is capped (engine.fairness), and an
+    anonymous one's job is kept ANONYMOUS_TTL at most once it ends.
     """
     intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
     ttl = settings.queued_ttl
     if at is not None:  # the queued limit starts when it is due, or a job 30 days ahead would expire unrun
         ttl += max(0, int((at - datetime.now(UTC)).total_seconds()))
+    keep = settings.anonymous_ttl if client is not None and client.anonymous else settings.result_ttl
     options: dict[str, Any] = {
         "timeout": job_type.timeout or settings.job_timeout,
-        "result_ttl": settings.result_ttl,
-        "failure_ttl": settings.failure_ttl,
+        "result_ttl": min(settings.result_ttl, keep),
+        "failure_ttl": min(settings.failure_ttl, keep),
         "ttl": ttl,
         "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
         "meta": {"type": job_type.name, **events.request_meta(), **(meta or {})},
@@ -146,11 +157,11 @@ def _whole_second_up(when: datetime) -> datetime:
     return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
 
 
-def _index(pipe: Pipeline, job: Job, client: str | None = None) -> None:
+def _index(pipe: Pipeline, job: Job, client: Client | None = None) -> None:
     pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
     pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
-    if client:
-        pipe.hset(job.key, "client", client)
+    if client is not None:
+        pipe.hset(job.key, "client", client.key)
 
 
 class NotCancelable(Exception):

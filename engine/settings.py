@@ -195,6 +195,9 @@ class Settings(EnvSettings):
     result_ttl: int = var("RESULT_TTL", integer(1, 10**9), 7 * DAY)
     failure_ttl: int = var("FAILURE_TTL", integer(1, 10**9), 7 * DAY)
     queued_ttl: int = var("QUEUED_TTL", integer(1, 10**9), DAY)
+    # The most an anonymous client's (no credential) ended job is kept: with DAILY_QUOTA it bounds what one address
+    # keeps in Redis (docs/scaling.md).
+    anonymous_ttl: int = var("ANONYMOUS_TTL", integer(1, 10**9), DAY)
     job_timeout: int = var("JOB_TIMEOUT", integer(1, DAY), 180)
     retry_intervals: tuple[int, ...] = var("RETRY_INTERVALS", intervals, (5, 30, 120))
     # Worker time one submission may use over all its attempts: a retry is made only if a full-length attempt

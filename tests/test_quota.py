@@ -53,10 +53,13 @@ def test_idempotent_submits_and_form_posts_count_too(env, redis):
     assert refused.status_code == 429 and "Daily quota reached" in refused.get_json()["error"]["message"]
 
 
-def test_jobs_carry_their_client_for_the_fair_share(env, redis):
+def test_jobs_carry_their_client_and_anonymous_ones_are_kept_a_day(env, redis):
     client = make_client(env, quota=10)
     anonymous = client.post("/api/jobs", json=JOB, environ_base=SOMEONE).get_json()["id"]
     with_token = client.post("/api/jobs", json=JOB, environ_base=SOMEONE, headers=BEARER).get_json()["id"]
     assert redis.hget(f"rq:job:{anonymous}", "client") == b"203.0.113.7"
     token_client = redis.hget(f"rq:job:{with_token}", "client").decode()
     assert token_client.startswith("token:") and BEARER["Authorization"].split()[1] not in token_client
+    # What RQ keeps them for once they end (its own fields): a day for anonymous jobs, RESULT_TTL (7 days) else.
+    assert redis.hmget(f"rq:job:{anonymous}", "result_ttl", "failure_ttl") == [b"86400", b"86400"]
+    assert redis.hmget(f"rq:job:{with_token}", "result_ttl", "failure_ttl") == [b"604800", b"604800"]

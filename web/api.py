@@ -69,7 +69,7 @@ def submit_job():
     if key is None:  # the rate-limit charge rides in the enqueue's one round trip
         charge = ratelimit.take()
         job, created = lifecycle.submit(state.redis(), state.queues(), submission, state.settings(),
-                                        charge=charge, client=ratelimit.client_key()), True
+                                        charge=charge, client=ratelimit.client()), True
     else:
         if not lifecycle.valid_idempotency_key(key):
             raise ApiError(400, "bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
@@ -77,7 +77,7 @@ def submit_job():
         try:
             job, created = lifecycle.submit_idempotent(
                 state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body),
-                client=ratelimit.client_key(),
+                client=ratelimit.client(),
             )
         except lifecycle.IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
@@ -161,7 +161,7 @@ def submit_batch():
     except lifecycle.InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     record = batches.create_batch(state.redis(), state.queues()[priority], job_type, items, state.settings(),
-                                  client=ratelimit.client_key())
+                                  client=ratelimit.client())
     view = batches.batch_view(state.redis(), record["id"])
     return jsonify(view), 202, {"Location": url_for("api.get_batch", batch_id=record["id"])}
 

@@ -32,6 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from engine.enqueue_script import Charge, Refused
+from engine.queues import Client
 from web import access, state
 from web.errors import error_response
 
@@ -81,11 +82,16 @@ def address_group(address: str | None) -> str:
 def client_key() -> str:
     """Who this request is, for per-client shares and quotas: the credential if it carries one (the API token,
     or the operator's login), else the address group the rate limit counts. Opaque, and never the secret itself."""
+    return client().key
+
+
+def client() -> Client:
+    """This request's client, as the jobs it submits record it."""
     if access.bearer_status() == "valid":
-        return "token:" + hashlib.sha256(str(state.settings().api_token).encode()).hexdigest()[:16]
+        return Client("token:" + hashlib.sha256(str(state.settings().api_token).encode()).hexdigest()[:16], False)
     if access.logged_in():
-        return "operator"
-    return address_group(request.remote_addr)
+        return Client("operator", False)
+    return Client(address_group(request.remote_addr), True)
 
 
 class ClientLimiter:

@@ -50,7 +50,7 @@ def submit():
     if errors:
         return _form_page(job_type, values, errors), 422
     job = enqueue(state.queues()[values["priority"]], job_type, params, state.settings(),
-                  client=ratelimit.client_key())
+                  client=ratelimit.client())
     _remember(job.id)
     return redirect(url_for("views.job_page", job_id=job.id), code=303)
 
@@ -142,7 +142,7 @@ def retry(job_id: str):
     if not access.may_submit(job_type):
         return _login_needed(job_type, back=url_for("views.job_page", job_id=job_id))
     queue = state.queues().get(job.origin) or state.queues()["default"]
-    new = enqueue(queue, job_type, params, state.settings(), client=ratelimit.client_key())
+    new = enqueue(queue, job_type, params, state.settings(), client=ratelimit.client())
     _remember(new.id)
     return redirect(url_for("views.job_page", job_id=new.id), code=303)
 
