@@ -63,3 +63,8 @@ def test_jobs_carry_their_client_and_anonymous_ones_are_kept_a_day(env, redis):
     # What RQ keeps them for once they end (its own fields): a day for anonymous jobs, RESULT_TTL (7 days) else.
     assert redis.hmget(f"rq:job:{anonymous}", "result_ttl", "failure_ttl") == [b"86400", b"86400"]
     assert redis.hmget(f"rq:job:{with_token}", "result_ttl", "failure_ttl") == [b"604800", b"604800"]
+
+
+def test_the_embedded_redis_is_bounded_and_never_evicts_jobs(redis):
+    assert redis.config_get("maxmemory") == {"maxmemory": str(256 * 2**20)}
+    assert redis.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
