@@ -58,10 +58,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-# A development or test stack's whole store: about 37,000 finished count_words_at_url jobs at ~6.9 KB each
-# (docs/scaling.md), far above what a session or `make run` keeps, and small enough that a runaway loop meets the
-# limit long before the machine's memory. Past it, with noeviction, writes are refused (a submit answers 503)
-# and nothing already stored is dropped; an evicting policy would silently delete queued jobs.
+# A development or test stack's whole store: about 37,000 finished jobs at ~6.9 KB each (docs/scaling.md), far
+# above what a session or `make run` keeps, and small enough that a runaway loop meets the limit long before the
+# machine's memory does. Past it, with noeviction, writes are refused (a submit answers 503) and nothing already
+# stored is dropped; an evicting policy would silently delete queued jobs.
 MAXMEMORY = "256mb"
 
 
