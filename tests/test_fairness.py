@@ -208,3 +208,16 @@ def test_a_killed_workers_slots_come_back_and_its_clients_jobs_all_run(visitors,
     starts = sorted((job["started_at"], job["ended_at"]) for job in jobs)
     assert all(later[0] >= earlier[1] for earlier, later in zip(starts, starts[1:], strict=False))  # one at a time
     assert not redis.exists(fairness.running_key(THIRD["REMOTE_ADDR"]))
+
+
+def test_a_parked_job_reads_as_waiting_and_can_be_canceled(visitors, redis, cap):
+    job = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}}
+    ids = [visitors.post("/api/jobs", json=job, environ_base=THIRD).get_json()["id"] for _ in range(3)]
+    claim_many(redis, [QUEUE], 10)
+    parked = visitors.get(f"/api/jobs/{ids[2]}").get_json()
+    assert (parked["status"], parked["waiting"]) == ("queued", fairness.WAITING_MESSAGE)
+    assert visitors.get(f"/api/jobs/{ids[0]}").get_json()["waiting"] is None
+    canceled = visitors.post(f"/api/jobs/{ids[2]}/cancel", environ_base=THIRD)
+    assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
+    fairness.release(redis, ids[0])
+    assert redis.llen(QUEUE) == 0  # the canceled job is not let in
