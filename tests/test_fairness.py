@@ -16,6 +16,7 @@ from engine import fairness
 from engine.handoff import HOLD, claim_many, give_back, intermediate_key
 from engine.settings import Settings
 from tests.conftest import wait_for_job
+from tests.faults import wait_until
 from tests.slowserver import serving
 from web import create_app
 
@@ -146,15 +147,6 @@ def visitors(env, redis):
 
 def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-
-
-def wait_until(predicate, timeout: float, pause: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(pause)
-    return predicate()
 
 
 def a_worker_is_up(redis) -> bool:
