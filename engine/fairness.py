@@ -18,7 +18,10 @@ trips; and its leaked slots come back only in RQ's maintenance (every 600 s), wh
 reaper's pass (every few seconds). The idea and the status (``rate_limited``) are the same.
 
 The Lua below is written as fragments (``LUA`` defines local functions) so every script that claims or ends a job
-(engine.handoff, the worker's finish paths, engine.recovery) takes or releases a slot in its own atomic call.
+takes or releases a slot in its own atomic call: a claim script prepends ``LUA``, calls ``fair_take(id, client,
+cap)`` with the job hash's ``client`` field and, when that says no, ``fair_park(id, client, backup_list)``; a script
+that ends, re-queues or gives back a job calls ``fair_release(id)``. From Python, ``release(pipeline, job_id)``
+puts the same into a transaction (the worker's success and failure transactions, engine.recovery's).
 """
 
 from __future__ import annotations
