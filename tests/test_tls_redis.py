@@ -9,8 +9,8 @@ import pytest
 import trustme
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from engine.connection import connect
 from engine.embedded_redis import RedisServer, find_redis_server, free_port
-from engine.queues import connect
 from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD, wait_for_job
 from web import create_app
