@@ -256,9 +256,9 @@ def test_the_window_slides(redis):
 @pytest.mark.parametrize(("address", "key"), [("192.0.2.1", "192.0.2.1"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
                                               ("::ffff:192.0.2.1", "192.0.2.1")])
 def test_clients_are_counted_by_address_and_ipv6_by_its_64(address, key):
-    from web.ratelimit import client_key
+    from web.ratelimit import address_group
 
-    assert client_key(address) == key
+    assert address_group(address) == key
 
 
 def test_form_post_without_csrf_token_is_refused(env, redis):

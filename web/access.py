@@ -11,13 +11,14 @@ the clock, Python) enqueues through the engine and is not asked.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 
 from flask import Response, request, session
 
 from engine import catalog
-from web import state
+from web import ratelimit, state
 from web.errors import ApiError, error_response
 
 PROTECTED = "protected"
@@ -102,3 +103,15 @@ def logged_in() -> bool:
 def may_submit(job_type: catalog.JobType) -> bool:
     """Whether this browser may use the form for ``job_type``."""
     return job_type.access != PROTECTED or logged_in()
+
+
+# --- who the client is -------------------------------------------------------------------------------------------
+
+def client_key() -> str:
+    """The client this request counts as, for per-client state (idempotency keys, running caps): its credential
+    when it has one (the API token, or the operator login outside the API), else its rate-limit address group."""
+    if bearer_status() == "valid":  # a digest, so the key names the token without holding it
+        return "token:" + hashlib.sha256(state.settings().api_token.encode()).hexdigest()[:16]
+    if request.blueprint != "api" and logged_in():
+        return "operator"
+    return "address:" + ratelimit.address_group(request.remote_addr)
