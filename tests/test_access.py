@@ -3,6 +3,8 @@ protected jobs kept from those without the credential."""
 
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 import pytest
 
 from engine.settings import Settings
@@ -44,3 +46,44 @@ def test_the_operator_session_is_a_client_of_its_own_on_the_pages(env, redis):
     with client:
         client.get("/")
         assert client_key() == "operator"
+
+
+# --- where the login goes on to ----------------------------------------------------------------------------------
+
+SITE = "https://stack.example/login"
+
+
+def followed(location: str) -> str:
+    """The URL a browser goes to for ``location`` (WHATWG: tabs and newlines dropped, backslash read as slash)."""
+    cleaned = location.translate({9: None, 10: None, 13: None}).replace("\\", "/")
+    return urljoin(SITE, cleaned)
+
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example/", "//evil.example/", "///evil.example/", "/\\evil.example/", "\\\\evil.example/",
+    "\\/evil.example/", "/\t/evil.example", "/\r\n/evil.example", "\t//evil.example", "/\n/evil.example",
+    " //evil.example", "javascript:alert(1)", "JaVaScRiPt:alert(1)", "java\tscript:alert(1)",
+    "data:text/html,<script>alert(1)</script>", "http:evil.example", "https:/evil.example", "/é/../evil",
+    "evil.example", "/\x00/evil.example",
+])
+def test_login_goes_on_only_to_this_site(env, redis, target):
+    response = log_in(form_client(env), next=target)
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("target", [
+    "/?type=send_email", "/jobs/0b5c3c8e-0000-4000-8000-000000000000", "/%2F%2Fevil.example", "/%5Cevil.example",
+    "/%09/evil.example", "/rq/",
+])
+def test_login_goes_on_to_a_path_of_this_site_as_given(env, redis, target):
+    response = log_in(form_client(env), next=target)
+    assert response.headers["Location"] == target
+    assert urlsplit(followed(response.headers["Location"])).netloc == "stack.example"
+
+
+@pytest.mark.parametrize("target", ["/a\r\nSet-Cookie: x=1", "/a\nb", "/a\rb"])
+def test_a_newline_in_next_is_dropped_on_both_login_pages(env, redis, target):
+    client = form_client(env)
+    page = client.get("/login", query_string={"next": target})
+    assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True)
+    assert log_in(client, next=target).headers["Location"] == "/"

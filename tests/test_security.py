@@ -156,13 +156,6 @@ def test_the_operator_login_opens_protected_types_on_the_form(env, redis):
     assert client.post("/", data=MAIL_FORM).status_code == 403
 
 
-def test_login_goes_on_only_to_this_site(env, redis):
-    client = form_client(env)
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
-        response = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "next": target})
-        assert response.headers["Location"] == "/"
-
-
 def test_no_login_and_no_protected_form_without_a_dashboard_password(env, redis):
     client = form_client(env, DASHBOARD_PASSWORD="")
     assert client.get("/login").status_code == 404

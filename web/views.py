@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
@@ -20,6 +22,7 @@ from web import access, forms, humanize, presentation, state
 bp = Blueprint("views", __name__)
 
 RECENT_LIMIT = 10  # job ids this browser's session remembers (and the home page lists)
+_PATH_CHARS = re.compile(r"[!-\[\]-~]+")  # printable ASCII, no space and no backslash
 
 
 @bp.get("/")
@@ -177,10 +180,18 @@ def _login_needed(job_type: catalog.JobType, back: str | None = None):
 
 
 def _safe_next(target: str | None) -> str:
-    """A path on this site to go on to after logging in (never another host)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("views.index")
+    """A path on this site to go on to after logging in; anything else (another host, a scheme) gives the home page.
+
+    Judged as a browser will follow it: browsers drop tabs and newlines from a URL and read a backslash as a
+    slash, so ``/\t/evil.example`` and ``/\\evil.example`` lead off-site. Only printable ASCII without a
+    backslash is kept, and what is left must parse as a bare path (no scheme, no host) that starts with one slash.
+    """
+    if not target or not _PATH_CHARS.fullmatch(target):
+        return url_for("views.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("views.index")
+    return target
 
 
 def _remember(job_id: str) -> None:
