@@ -87,3 +87,60 @@ def test_a_newline_in_next_is_dropped_on_both_login_pages(env, redis, target):
     page = client.get("/login", query_string={"next": target})
     assert page.status_code == 200 and 'name="next" value="/"' in page.get_data(as_text=True)
     assert log_in(client, next=target).headers["Location"] == "/"
+
+
+# --- operator sessions end on the server -------------------------------------------------------------------------
+
+MAIL_FORM = {"type": "send_email", "to": "ada@example.com", "subject": "Hi", "body": "b"}
+
+
+def test_a_cookie_saved_before_logout_opens_nothing_after_it(env, redis):
+    client = form_client(env)
+    log_in(client)
+    saved = client.get_cookie("session").value
+    other = form_client(env)  # another browser of the operator's, logged in before the logout
+    log_in(other)
+    assert client.post("/logout").status_code == 303
+    replay = form_client(env)
+    replay.set_cookie("session", saved)
+    for browser in (replay, other):
+        assert browser.post("/", data=MAIL_FORM).status_code == 403
+        assert "Log out" not in browser.get("/").get_data(as_text=True)
+    assert redis.llen("rq:queue:default") == 0
+    log_in(replay)
+    assert replay.post("/", data=MAIL_FORM).status_code == 303  # a new login works again
+
+
+def test_a_password_change_ends_every_earlier_session(env, redis):
+    client = form_client(env)
+    log_in(client)
+    saved = client.get_cookie("session").value
+    changed = form_client(env, DASHBOARD_PASSWORD="a-new-operator-password")
+    changed.set_cookie("session", saved)
+    assert changed.post("/", data=MAIL_FORM).status_code == 403
+    assert client.post("/", data=MAIL_FORM).status_code == 303  # the old deployment still honours it
+
+
+def test_the_csrf_token_is_new_after_login(env, redis):
+    import re
+
+    client = create_app({"SETTINGS": Settings.from_env(env)}).test_client()
+    login_page = client.get("/login").get_data(as_text=True)
+    before = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', login_page).group(1)
+    response = log_in(client, csrf_token=before)
+    assert response.status_code == 303
+    refused = client.post("/", data={**MAIL_FORM, "csrf_token": before})
+    assert refused.status_code == 400 and redis.llen("rq:queue:default") == 0
+    page = client.get("/?type=send_email").get_data(as_text=True)
+    after = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    assert client.post("/", data={**MAIL_FORM, "csrf_token": after}).status_code == 303
+
+
+def test_a_session_is_not_honoured_while_redis_cannot_say_it_is_live(env, redis, monkeypatch):
+    from redis.exceptions import ConnectionError as RedisDown
+
+    client = form_client(env)
+    log_in(client)
+    monkeypatch.setattr("web.access._generation", lambda: (_ for _ in ()).throw(RedisDown("down")))
+    page = client.get("/")
+    assert page.status_code == 200 and "Log out" not in page.get_data(as_text=True)
