@@ -144,3 +144,27 @@ def test_a_session_is_not_honoured_while_redis_cannot_say_it_is_live(env, redis,
     monkeypatch.setattr("web.access._generation", lambda: (_ for _ in ()).throw(RedisDown("down")))
     page = client.get("/")
     assert page.status_code == 200 and "Log out" not in page.get_data(as_text=True)
+
+
+# --- logs ----------------------------------------------------------------------------------------------------
+
+def test_a_logged_value_cannot_start_a_line_of_its_own(env, redis):
+    import io
+    import logging
+
+    from engine import logs
+
+    stream = io.StringIO()
+    handler = logs.configure("text", "INFO", stream)
+    try:
+        app = create_app({"SETTINGS": Settings.from_env(env)})
+        app.add_url_rule("/boom/<part>", "boom", lambda part: 1 / 0)
+        assert app.test_client().get("/boom/x%0A2030-01-01 INFO web forged%0D%E2%80%A8").status_code == 500
+        logging.getLogger("job").info("job %s", "id\nERROR forged")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert any(line.endswith("unhandled error on GET /boom/x\\n2030-01-01 INFO web forged\\r\\u2028")
+               for line in lines)
+    assert any(line.endswith("job id\\nERROR forged") for line in lines)
+    assert not any("forged" in line and "unhandled" not in line and "job id" not in line for line in lines)

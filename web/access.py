@@ -25,6 +25,7 @@ from web.errors import ApiError, error_response
 
 PROTECTED = "protected"
 LOGIN_HOURS = 12
+FAILED_LOGIN_COST = 10  # a wrong password counts as this many requests against the client's rate limit
 GENERATION_KEY = "stack:operator:generation"  # bumped by a logout: every session made before it ends
 
 
@@ -88,6 +89,11 @@ def check_login(user: str, password: str) -> bool:
     same_user = hmac.compare_digest(user.encode(), settings.dashboard_user.encode())
     same_password = hmac.compare_digest(password.encode(), settings.dashboard_password.encode())
     return same_user and same_password
+
+
+def charge_failed_login() -> None:
+    """Count a wrong password as FAILED_LOGIN_COST requests in all (the post itself was charged one already)."""
+    current_app.extensions["limiter"].charge(ratelimit.address_group(request.remote_addr), FAILED_LOGIN_COST - 1)
 
 
 def log_in() -> None:

@@ -78,6 +78,7 @@ def login_post():
         abort(404, description="There is no operator login here: DASHBOARD_PASSWORD is not set.")
     target = _safe_next(request.form.get("next"))
     if not access.check_login(request.form.get("username", ""), request.form.get("password", "")):
+        access.charge_failed_login()
         error = "Wrong user name or password."
         return render_template("login.html", form=FlaskForm(), error=error, next=target), 401
     access.log_in()

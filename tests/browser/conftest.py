@@ -163,6 +163,20 @@ def page(open_browser):
     return context.pages[0] if context.pages else context.new_page()
 
 
+def log_in(page, stack: Stack, next_path: str = "/") -> None:
+    """Log this browser in as the operator at the pages' login form, going on to ``next_path``."""
+    page.goto(stack.url("/login?next=" + next_path))
+    fill_login(page)
+    page.wait_for_url(stack.url(next_path))
+
+
+def fill_login(page) -> None:
+    """Send the operator login form the page shows."""
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
 def screenshot(page, name: str) -> None:
     """Save a full-page screenshot (var/screenshots/, or docs/screenshots/ under `make screenshots`)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
