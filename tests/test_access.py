@@ -168,3 +168,62 @@ def test_a_logged_value_cannot_start_a_line_of_its_own(env, redis):
                for line in lines)
     assert any(line.endswith("job id\\nERROR forged") for line in lines)
     assert not any("forged" in line and "unhandled" not in line and "job id" not in line for line in lines)
+
+
+# --- protected jobs stay with those who may see them -------------------------------------------------------------
+
+MAIL = {"type": "send_email", "params": {"to": "ada@example.com", "subject": "Secret", "body": "the body"}}
+UNKNOWN_ID = "0b5c3c8e-0000-4000-8000-000000000000"
+
+
+def mail_job(client) -> str:
+    response = client.post("/api/jobs", json=MAIL)
+    assert response.status_code == 202
+    return response.get_json()["id"]
+
+
+def same_as_unknown(response, job_id: str, unknown) -> bool:
+    """The answer for ``job_id`` reads exactly as the one for an id that never existed."""
+    text = response.get_data(as_text=True).replace(job_id, UNKNOWN_ID)
+    return response.status_code == unknown.status_code == 404 and text == unknown.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/api/jobs/{}"), ("GET", "/api/jobs/{}?wait=5"),
+                                              ("POST", "/api/jobs/{}/cancel")])
+def test_a_protected_job_is_an_unknown_id_to_the_api_without_the_token(client, anonymous, redis, method, path):
+    job_id = mail_job(client)
+    headers = {"Content-Type": "application/json"}
+    answer = anonymous.open(path.format(job_id), method=method, headers=headers)
+    assert same_as_unknown(answer, job_id, anonymous.open(path.format(UNKNOWN_ID), method=method, headers=headers))
+    assert "ada@example.com" not in answer.get_data(as_text=True)
+    assert client.get(f"/api/jobs/{job_id}").get_json()["params"]["to"] == ["ada@example.com"]
+    assert client.get(f"/api/jobs/{job_id}").get_json()["status"] == "queued"  # the cancel did nothing
+
+
+def test_the_token_holder_may_cancel_a_protected_job(client):
+    job_id = mail_job(client)
+    assert client.post(f"/api/jobs/{job_id}/cancel").get_json()["status"] == "canceled"
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/jobs/{}"), ("GET", "/jobs/{}/panel"),
+                                              ("POST", "/jobs/{}/cancel"), ("POST", "/jobs/{}/retry")])
+def test_a_protected_job_is_an_unknown_id_to_the_pages_without_the_login(env, client, redis, method, path):
+    job_id = mail_job(client)
+    visitor = form_client(env)
+    answer = visitor.open(path.format(job_id), method=method)
+    assert same_as_unknown(answer, job_id, visitor.open(path.format(UNKNOWN_ID), method=method))
+    assert redis.hget(f"rq:job:{job_id}", "status") == b"queued" and redis.llen("rq:queue:default") == 1
+    operator = form_client(env)
+    log_in(operator)
+    assert operator.open(path.format(job_id), method=method).status_code in (200, 303)
+
+
+def test_the_recent_list_hides_protected_jobs_after_logout(env, redis):
+    browser = form_client(env)
+    log_in(browser)
+    browser.post("/", data=MAIL_FORM)
+    assert "ada@example.com" in browser.get("/").get_data(as_text=True)
+    browser.post("/logout")
+    assert "ada@example.com" not in browser.get("/").get_data(as_text=True)
+    log_in(browser)
+    assert "ada@example.com" in browser.get("/").get_data(as_text=True)

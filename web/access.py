@@ -6,8 +6,9 @@ Two credentials, one per door:
 - the pages take the operator login (``/login`` with DASHBOARD_USER / DASHBOARD_PASSWORD), kept in the signed
   session for LOGIN_HOURS and honoured only while its generation is Redis's current one (a logout bumps it, ending
   every earlier session) and the user name and password are those it was made with; its posts carry the CSRF token.
-Anyone may submit a public job type and read a job by its (unguessable) id. Code inside the deployment (the CLI,
-the clock, Python) enqueues through the engine and is not asked.
+Anyone may submit a public job type and read a public type's job by its (unguessable) id; a protected type's job
+is read, canceled and tried again only with the credential, and without it answers as an unknown id would. Code
+inside the deployment (the CLI, the clock, Python) enqueues through the engine and is not asked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 
 from flask import Response, current_app, g, request, session
 from redis.exceptions import RedisError
+from rq.job import Job
 
 from engine import catalog
 from web import ratelimit, state
@@ -143,6 +145,15 @@ def _credentials_mark() -> str:
     key = secret.encode() if isinstance(secret, str) else bytes(secret or b"")
     text = f"{settings.dashboard_user}\0{settings.dashboard_password}".encode()
     return hmac.new(key, text, hashlib.sha256).hexdigest()[:32]
+
+
+def may_see(job: Job) -> bool:
+    """Whether this request may read, cancel or retry ``job``: a protected type needs the credential of its door
+    (the API token on the API, the operator login on the pages). Callers answer a refusal as an unknown id."""
+    job_type = catalog.lookup(str(job.meta.get("type", "")))
+    if job_type is None or job_type.access != PROTECTED:
+        return True
+    return bearer_status() == "valid" if request.blueprint == "api" else logged_in()
 
 
 def may_submit(job_type: catalog.JobType) -> bool:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Blueprint, jsonify, request, url_for
+from rq.job import Job
 
 from engine import batches, catalog, lifecycle
 from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
@@ -105,12 +106,9 @@ def list_jobs():
 def get_job(job_id: str):
     """The job's status, progress, result and error; ``?wait=N`` holds the answer until it ends (N ≤ 30 s)."""
     wait = _float_arg("wait", 0.0, 0.0, lifecycle.MAX_WAIT)
+    job = _visible_job(job_id)  # before any wait: how long the answer takes must not tell a hidden job exists
     if wait > 0:
-        job = lifecycle.wait_for(state.redis(), job_id, wait)
-    else:
-        job = fetch_job(state.redis(), job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
+        job = lifecycle.wait_for(state.redis(), job_id, wait) or _not_found(job_id)
     return jsonify(job_view(job))
 
 
@@ -118,9 +116,7 @@ def get_job(job_id: str):
 def cancel(job_id: str):
     """Cancel a waiting job or stop a running one; 409 if it already ended."""
     connection = state.redis()
-    job = fetch_job(connection, job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
+    job = _visible_job(job_id)
     try:
         target = cancel_job(connection, job)
     except NotCancelable as exc:
@@ -130,6 +126,18 @@ def cancel(job_id: str):
     else:
         job = fetch_job(connection, job_id) or job
     return jsonify(job_view(job))
+
+
+def _visible_job(job_id: str) -> Job:
+    """The job, or the same 404 for an unknown id and for a protected job this request has no credential for."""
+    job = fetch_job(state.redis(), job_id)
+    if job is None or not access.may_see(job):
+        _not_found(job_id)
+    return job
+
+
+def _not_found(job_id: str) -> NoReturn:
+    raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
 
 
 def batch_size() -> int:

@@ -233,6 +233,7 @@ def _recent() -> list[dict[str, Any]] | None:
     jobs = [job for job in fetched if job is not None]
     if len(jobs) < len(ids):
         session["recent"] = [job.id for job in jobs]
+    jobs = [job for job in jobs if access.may_see(job)]  # a protected job shows again after the next login
     now = datetime.now(UTC)
     return [_recent_row(job, now) for job in jobs]
 
@@ -261,8 +262,9 @@ def _recent_row(job: Job, now: datetime) -> dict[str, Any]:
 
 
 def _job_or_404(job_id: str) -> Job:
+    """The job, or the same 404 for an unknown id and for a protected job this browser is not logged in for."""
     job = fetch_job(state.redis(), job_id)
-    if job is None:
+    if job is None or not access.may_see(job):
         abort(404, description=f"No job {job_id!r}: it expired or never existed.")
     return job
 
