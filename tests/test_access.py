@@ -202,7 +202,7 @@ def test_a_protected_job_is_an_unknown_id_to_the_api_without_the_token(client, a
 
 def test_the_token_holder_may_cancel_a_protected_job(client):
     job_id = mail_job(client)
-    assert client.post(f"/api/jobs/{job_id}/cancel").get_json()["status"] == "canceled"
+    assert client.post(f"/api/jobs/{job_id}/cancel", json={}).get_json()["status"] == "canceled"
 
 
 @pytest.mark.parametrize(("method", "path"), [("GET", "/jobs/{}"), ("GET", "/jobs/{}/panel"),
@@ -227,3 +227,37 @@ def test_the_recent_list_hides_protected_jobs_after_logout(env, redis):
     assert "ada@example.com" not in browser.get("/").get_data(as_text=True)
     log_in(browser)
     assert "ada@example.com" in browser.get("/").get_data(as_text=True)
+
+
+# --- the API changes state only for JSON requests, which a browser must preflight --------------------------------
+
+SIMPLE_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None]
+
+
+@pytest.mark.parametrize("content_type", SIMPLE_TYPES)
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/batches", "/api/jobs/{}/cancel"])
+def test_state_changing_api_calls_need_the_json_content_type(client, redis, path, content_type):
+    job_id = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": "https://a.example/"}},
+                         ).get_json()["id"]
+    headers = {"Content-Type": content_type} if content_type else {}
+    body = '{"type": "count_words_at_url", "params": {"url": "https://b.example/"}}'
+    response = client.post(path.format(job_id), data=body, headers=headers)
+    assert response.status_code == 415 and response.get_json()["error"]["code"] == "unsupported_media_type"
+    assert redis.llen("rq:queue:default") == 1 and redis.hget(f"rq:job:{job_id}", "status") == b"queued"
+
+
+def test_options_answers_json_without_any_cors_approval(anonymous):
+    response = anonymous.options("/api/jobs", headers={"Origin": "https://evil.example",
+                                                       "Access-Control-Request-Method": "POST"})
+    assert response.status_code == 200 and response.get_json() == {"allow": ["GET", "HEAD", "OPTIONS", "POST"]}
+    assert not [name for name in response.headers.keys() if name.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/api/batches"])
+def test_a_chunked_body_over_the_limit_is_too_large_not_malformed(anonymous, app, path):
+    import io
+
+    big = b'{"type": "count_words_at_url", "params": {"url": "' + b"a" * 600_000 + b'"}}'
+    response = anonymous.post(path, input_stream=io.BytesIO(big), content_type="application/json",
+                              environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+    assert response.status_code == 413 and response.get_json()["error"]["code"] == "request_entity_too_large"

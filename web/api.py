@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
 from rq.job import Job
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import batches, catalog, lifecycle
 from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
 from web import access, ratelimit, state
-from web.errors import ApiError
+from web.errors import MAX_BODY_BYTES, ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -18,10 +19,30 @@ SUBMIT_FIELDS = {"type", "params", "priority", "delay_seconds", "at"}
 BATCH_FIELDS = {"type", "items", "priority"}
 
 
+@bp.before_request
+def json_only():
+    """OPTIONS answers in JSON; every other call that changes state must send Content-Type: application/json.
+
+    A browser sends a cross-site request with that type only after a CORS preflight, which this API never
+    approves (no Access-Control-Allow-* header anywhere), so a page on another site cannot cancel or submit here.
+    A chunked body has no Content-Length for Werkzeug to refuse up front: it is read up to the limit, and one
+    that reaches it is refused as too large rather than parsed cut short.
+    """
+    if request.method == "OPTIONS":
+        allowed = current_app.make_default_options_response().allow
+        return jsonify(allow=sorted(allowed)), 200, {"Allow": ", ".join(sorted(allowed))}
+    if request.method in ("GET", "HEAD"):
+        return None
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send Content-Type: application/json on every call that "
+                       "changes something (with an empty body where there is nothing to send).")
+    if len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    return None
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400 saying what is wrong with it."""
-    if not request.is_json:
-        raise ApiError(400, "bad_request", "Send a JSON body with Content-Type: application/json.")
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # absurdly deep nesting: Python's JSON parser gives up, the client gets a 400
