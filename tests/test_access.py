@@ -261,3 +261,38 @@ def test_a_chunked_body_over_the_limit_is_too_large_not_malformed(anonymous, app
     response = anonymous.post(path, input_stream=io.BytesIO(big), content_type="application/json",
                               environ_overrides={"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
     assert response.status_code == 413 and response.get_json()["error"]["code"] == "request_entity_too_large"
+
+
+# --- idempotency keys belong to their client ---------------------------------------------------------------------
+
+PUBLIC = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}}
+
+
+def from_address(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_another_clients_idempotency_key_is_another_key(app, redis):
+    alice, bob = from_address(app, "192.0.2.1"), from_address(app, "198.51.100.2")
+    key = {"Idempotency-Key": "order-1"}
+    first = alice.post("/api/jobs", json=PUBLIC, headers=key)
+    assert first.status_code == 202
+    same_body = bob.post("/api/jobs", json=PUBLIC, headers=key)  # does not get Alice's job
+    assert same_body.status_code == 202 and same_body.get_json()["id"] != first.get_json()["id"]
+    squatted = from_address(app, "203.0.113.3").post("/api/jobs", json={**PUBLIC, "priority": "high"},
+                                                     headers={"Idempotency-Key": "order-2"})
+    assert squatted.status_code == 202
+    assert alice.post("/api/jobs", json=PUBLIC, headers={"Idempotency-Key": "order-2"}).status_code == 202  # no 409
+    replay = alice.post("/api/jobs", json=PUBLIC, headers=key)
+    assert replay.status_code == 200 and replay.get_json()["id"] == first.get_json()["id"]
+
+
+def test_the_token_scopes_a_key_wherever_its_holder_calls_from(app, redis):
+    key = {"Idempotency-Key": "nightly", **BEARER}
+    first = from_address(app, "192.0.2.1").post("/api/jobs", json=PUBLIC, headers=key).get_json()["id"]
+    again = from_address(app, "198.51.100.2").post("/api/jobs", json=PUBLIC, headers=key)
+    assert again.status_code == 200 and again.get_json()["id"] == first
+    anonymous = from_address(app, "192.0.2.1").post("/api/jobs", json=PUBLIC, headers={"Idempotency-Key": "nightly"})
+    assert anonymous.status_code == 202 and anonymous.get_json()["id"] != first

@@ -98,7 +98,8 @@ def submit_job():
         ratelimit.settle()  # before the key is claimed: a refused request must leave no trace
         try:
             job, created = lifecycle.submit_idempotent(
-                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body)
+                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body),
+                scope=access.client_key(),
             )
         except lifecycle.IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
