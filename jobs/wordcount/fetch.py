@@ -159,7 +159,7 @@ def parse_target(url: str) -> Target:
         raise errors.InvalidUrl(f"the URL is malformed ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        shown = f"{scheme}://" if scheme else "a URL without a scheme"
+        shown = f"{scheme}: URLs" if scheme else "a URL without a scheme"  # javascript: has no //
         raise errors.InvalidUrl(f"only http:// and https:// URLs can be fetched, not {shown}")
     if "@" in parts.netloc:
         raise errors.InvalidUrl("URLs with a user name or password are not accepted")
