@@ -155,6 +155,8 @@ def test_a_logged_value_cannot_start_a_line_of_its_own(env, redis):
     from engine import logs
 
     stream = io.StringIO()
+    root = logging.getLogger()
+    level = root.level
     handler = logs.configure("text", "INFO", stream)
     try:
         app = create_app({"SETTINGS": Settings.from_env(env)})
@@ -162,7 +164,8 @@ def test_a_logged_value_cannot_start_a_line_of_its_own(env, redis):
         assert app.test_client().get("/boom/x%0A2030-01-01 INFO web forged%0D%E2%80%A8").status_code == 500
         logging.getLogger("job").info("job %s", "id\nERROR forged")
     finally:
-        logging.getLogger().removeHandler(handler)
+        root.removeHandler(handler)
+        root.setLevel(level)
     lines = stream.getvalue().splitlines()
     assert any(line.endswith("unhandled error on GET /boom/x\\n2030-01-01 INFO web forged\\r\\u2028")
                for line in lines)
