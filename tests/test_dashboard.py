@@ -59,15 +59,29 @@ def test_wrong_passwords_at_the_pages_login_count_harder_too(client):
     assert statuses == [401] * 6 + [429]
 
 
-@pytest.mark.parametrize("path", ["/rq/0/view/job/%00", "/rq/0/view/job/a%0Ab", "/rq/0/data/job/%00.json",
-                                  "/rq/0/data/job/a%0D%0Ab.json", "/rq/0/view/job/" + "a" * 300])
-def test_invalid_job_ids_under_the_dashboard_are_not_found(client, path):
+@pytest.mark.parametrize("path", [
+    "/rq/0/view/job/%00", "/rq/0/view/job/a%0Ab", "/rq/0/data/job/%00.json", "/rq/0/data/job/a%0D%0Ab.json",
+    "/rq/0/view/job/" + "a" * 300, "/rq/0/view/jobs/default/%00/8/asc/1", "/rq/0/data/jobs/%00/failed/8/asc/1.json",
+    "/rq/0/data/jobs/default/nope/8/asc/1.json", "/rq/0/data/jobs/default/failed/0/asc/1.json",
+    "/rq/0/data/jobs/default/failed/x/asc/1.json", "/rq/0/data/jobs/default/failed/8/up/1.json",
+    "/rq/0/data/jobs/default/failed/8/asc/0.json", "/rq/9/view/queues", "/rq/99/data/queues.json",
+])
+def test_invalid_addresses_under_the_dashboard_are_not_found(client, path):
     response = client.get(path, headers=basic("admin", TEST_PASSWORD))
-    assert response.status_code == 404 and b"No such job" in response.data
+    assert response.status_code == 404 and b"No such" in response.data
 
 
-@pytest.mark.parametrize("path", ["/rq/job/%00/delete", "/rq/job/a%0Ab/requeue"])
-def test_invalid_job_ids_in_dashboard_posts_are_not_found(client, path):
+@pytest.mark.parametrize(("path", "status"), [
+    ("/rq/0/view/jobs", 200), ("/rq/0/view/jobs/default/failed/8/dsc/1", 200),
+    ("/rq/0/data/jobs/default/scheduled/200/asc/3.json", 200), ("/rq/0/view/job/nope-1", 404),
+])
+def test_the_dashboards_own_addresses_still_answer(client, path, status):
+    assert client.get(path, headers=basic("admin", TEST_PASSWORD)).status_code == status
+
+
+@pytest.mark.parametrize("path", ["/rq/job/%00/delete", "/rq/job/a%0Ab/requeue", "/rq/requeue/%00",
+                                  "/rq/queue/default/%00/empty", "/rq/queue/%0A/compact"])
+def test_invalid_addresses_in_dashboard_posts_are_not_found(client, path):
     auth = basic("admin", TEST_PASSWORD)
     page = client.get("/rq/", headers=auth).get_data(as_text=True)
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)

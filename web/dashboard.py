@@ -8,6 +8,8 @@ fields render escaped (the same templates).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 import rq_dashboard
 import rq_dashboard.web
@@ -22,7 +24,16 @@ from web import access, ratelimit
 
 URL_PREFIX = "/rq"
 MUTATING_GET = {"rq_dashboard.requeue_all"}  # rq-dashboard accepts GET here: a link or <img> could re-queue
-JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # the ids RQ accepts (longer ones are never ours)
+# What rq-dashboard's URL parts may be; it would answer anything else with a 500 (RQ refusing the id, an unknown
+# registry, a page size of 0, a Redis instance it does not have).
+VIEW_ARGS: dict[str, Callable[[Any], bool]] = {
+    "job_id": re.compile(r"[A-Za-z0-9_-]{1,128}").fullmatch,  # the ids RQ accepts (longer ones are never ours)
+    "queue_name": lambda name: name is None or (0 < len(name) <= 128 and name.isprintable()),
+    "registry_name": {"queued", "failed", "deferred", "started", "finished", "scheduled", "canceled"}.__contains__,
+    "order": {"asc", "dsc"}.__contains__,
+    "per_page": lambda text: str(text).isdigit() and 0 < int(text) <= 1000,
+    "page": lambda text: str(text).isdigit() and 0 < int(text) <= 1_000_000,
+}
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -46,9 +57,9 @@ def init_app(app: Flask, settings: Settings) -> None:
             return refusal
         if request.endpoint in MUTATING_GET and request.method != "POST":
             return Response("Use POST.\n", 405, {"Allow": "POST"})
-        job_id = (request.view_args or {}).get("job_id")
-        if job_id is not None and not JOB_ID.fullmatch(job_id):
-            raise NoSuchJobError(job_id)  # RQ would raise ValueError for it: a 500
+        if not _valid_view_args(request.view_args or {}):
+            return Response("No such page: an id, queue, registry or page number in its address is not one the "
+                            "dashboard knows.\n", 404, {"Content-Type": "text/plain"})
         return None
 
     @app.errorhandler(NoSuchJobError)
@@ -76,6 +87,13 @@ def _login_refusal() -> Response | None:
     if not right:
         return Response("Wrong user name or password.\n", 401, {"WWW-Authenticate": 'Basic realm="rq-dashboard"'})
     return None
+
+
+def _valid_view_args(args: dict[str, Any]) -> bool:
+    """Whether every part of a dashboard URL is one rq-dashboard can answer without an error."""
+    if args.get("instance_number", 0) >= len(current_app.config["RQ_DASHBOARD_REDIS_URL"]):
+        return False
+    return all(check(args[name]) for name, check in VIEW_ARGS.items() if name in args)
 
 
 class JsonWorkers(Worker):
