@@ -111,6 +111,14 @@ def test_a_cookie_saved_before_logout_opens_nothing_after_it(env, redis):
     assert replay.post("/", data=MAIL_FORM).status_code == 303  # a new login works again
 
 
+def test_a_visitors_logout_ends_nobody_elses_session(env, redis):
+    operator = form_client(env)
+    log_in(operator)
+    visitor = form_client(env)
+    assert visitor.post("/logout").status_code == 303
+    assert operator.post("/", data=MAIL_FORM).status_code == 303
+
+
 def test_a_password_change_ends_every_earlier_session(env, redis):
     client = form_client(env)
     log_in(client)

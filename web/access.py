@@ -106,8 +106,10 @@ def log_in() -> None:
 
 
 def log_out() -> None:
-    """End every operator session logged in until now, in every browser (a saved cookie included)."""
-    state.redis().incr(GENERATION_KEY)
+    """End every operator session logged in until now, in every browser (a saved cookie included); only the
+    operator can: anyone may post a logout, and a visitor's must not end the operator's sessions."""
+    if logged_in():
+        state.redis().incr(GENERATION_KEY)
     session.pop("operator", None)
     g.operator = False
 
