@@ -7,12 +7,12 @@ and are refused with 415, and the JSON one is never sent.
 
 from __future__ import annotations
 
-import json
 import re
 import time
-import urllib.request
 
 import pytest
+
+from tests.browser.conftest import api
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -34,14 +34,6 @@ async function attack() {{
 }}
 attack();
 </script></body></html>"""
-
-
-def api(stack, method: str, path: str, body: object = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(stack.url(path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def refused_posts(stack, path: str) -> int:

@@ -7,7 +7,6 @@ uncaught page error or Content-Security-Policy violation fails the test.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.error
@@ -16,7 +15,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import fill_login, log_in
+from tests.browser.conftest import api, fill_login, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -33,14 +32,6 @@ document.addEventListener('securitypolicyviolation', (e) => {
   console.error(text);
 });
 """
-
-
-def api(stack, method: str, path: str, body: object = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(stack.url(path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def submit(stack, url: str) -> str:
