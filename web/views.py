@@ -184,7 +184,7 @@ def _safe_next(target: str | None) -> str:
     """A path on this site to go on to after logging in; anything else (another host, a scheme) gives the home page.
 
     Judged as a browser will follow it: browsers drop tabs and newlines from a URL and read a backslash as a
-    slash, so ``/\t/evil.example`` and ``/\\evil.example`` lead off-site. Only printable ASCII without a
+    slash, so ``/<tab>/evil.example`` and ``/\\evil.example`` lead off-site. Only printable ASCII without a
     backslash is kept, and what is left must parse as a bare path (no scheme, no host) that starts with one slash.
     """
     if not target or not _PATH_CHARS.fullmatch(target):

@@ -59,7 +59,7 @@ from engine.settings import EnvSettings, Network, integer, networks, number, var
 from jobs.wordcount import addresses, errors
 from jobs.wordcount.text import is_countable, media_type
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPAddress = addresses.IPAddress
 ProgressCallback = Callable[[int, int | None], None]
 # Reads a response body: given the Content-Type and an iterator of decompressed chunks, returns the page body.
 BodyReader = Callable[[str, Iterator[bytes]], Any]
