@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import api
+from tests.browser.conftest import api, fill_login
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -64,3 +64,17 @@ def test_a_page_on_another_origin_cannot_cancel_or_submit(page, stack):
     assert api(stack, "GET", f"/api/jobs/{job['id']}")["status"] == "scheduled"
     api(stack, "POST", cancel_path, {})  # the same call from a script, with the JSON type, works
     assert api(stack, "GET", f"/api/jobs/{job['id']}")["status"] == "canceled"
+
+
+def test_a_phishing_login_link_keeps_the_operator_on_this_site(open_browser, stack):
+    """The login's next, followed by a real browser: every known bypass lands on this site's home page."""
+    evil = stack.pages.add("/phish", b"<!doctype html><title>evil</title><p>phished</p>")
+    host = evil.removeprefix("http://").removesuffix("/phish")  # 127.0.0.1:<another port>
+    page = open_browser().new_page()
+    for target in (f"/%09/{host}/phish", f"/%0D%0A/{host}/phish", f"//{host}/phish", f"/%5C{host}/phish",
+                   f"%5C%5C{host}/phish", f"http://{host}/phish", f"/%09%09/{host}/phish"):
+        page.goto(stack.url(f"/login?next={target}"))
+        fill_login(page)
+        page.wait_for_load_state()
+        assert page.url == stack.url("/"), (target, page.url)
+        page.get_by_role("button", name="Log out").click()
