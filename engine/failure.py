@@ -19,8 +19,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 from rq.utils import now
 
-from engine.errors import ForbiddenJob, JobError, PermanentError, TimedOut, TransientError
-from engine.queues import UNDECODABLE
+from engine.errors import UNDECODABLE, ForbiddenJob, JobError, PermanentError, TimedOut, TransientError
 
 TIMEOUT_ATTEMPTS = 2  # a timeout is retried once
 

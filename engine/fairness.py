@@ -28,15 +28,13 @@ from __future__ import annotations
 
 from redis import Redis
 from redis.client import Pipeline
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.queue import Queue
 
 PREFIX = "stack:fair:"
 CLIENTS_KEY = PREFIX + "clients"  # clients holding slots or parked jobs: what the sweep looks at
-PARKED = "rate_limited"  # RQ's own status for a job held back by a concurrency limit
+PARKED = JobStatus.RATE_LIMITED.value  # RQ's own status for a job held back by a concurrency limit
 PARK_BUDGET = 1000  # most jobs one claim call parks, so one call never blocks Redis for long
-WAITING_MESSAGE = ("Waiting for its client's other jobs: only a few jobs of one client run at once, so a large "
-                   "batch cannot hold up everyone else. It starts as soon as one of them ends.")
 
 
 def running_key(client: str) -> str:

@@ -15,6 +15,7 @@ from rq.job import Job
 from engine import fairness
 from engine.handoff import HOLD, claim_many, give_back, intermediate_key
 from engine.settings import Settings
+from engine.status import WAITING_FOR_SHARE
 from tests.conftest import wait_for_job
 from tests.faults import wait_until
 from tests.slowserver import serving
@@ -132,6 +133,11 @@ FLOODERS = ({"REMOTE_ADDR": "203.0.113.1"}, {"REMOTE_ADDR": "203.0.113.2"})
 THIRD = {"REMOTE_ADDR": "198.51.100.3"}
 
 
+def client_of(visitor: dict[str, str]) -> str:
+    """The client key an anonymous visitor's jobs carry (web.access.client_key)."""
+    return f"address:{visitor['REMOTE_ADDR']}"
+
+
 @pytest.fixture
 def slow_server():
     with serving() as server:
@@ -174,14 +180,14 @@ def test_a_flood_from_two_clients_does_not_hold_up_a_third_clients_job(cap, visi
     assert job["status"] == "finished" and job["result"]["total_words"] > 0
     waited = seconds_between(job["enqueued_at"], job["started_at"])
     assert waited < 2.0, f"the third client's job waited {waited:.2f} s in the queue"
-    running = [redis.scard(fairness.running_key(f["REMOTE_ADDR"])) for f in FLOODERS]
+    running = [redis.scard(fairness.running_key(client_of(f))) for f in FLOODERS]
     assert running == [cap, cap]
     held_back = [redis.hget(f"rq:job:{i.decode()}", "status") for i in redis.lrange(
-        fairness.parked_key(FLOODERS[0]["REMOTE_ADDR"]), 0, 0)]
+        fairness.parked_key(client_of(FLOODERS[0])), 0, 0)]
     assert held_back == [fairness.PARKED.encode()]
-    parked_view = visitors.get(f"/api/jobs/{redis.lindex(fairness.parked_key('203.0.113.1'), 0).decode()}")
+    parked_view = visitors.get(f"/api/jobs/{redis.lindex(fairness.parked_key(client_of(FLOODERS[0])), 0).decode()}")
     assert parked_view.get_json()["status"] == "queued"
-    assert parked_view.get_json()["waiting"] == fairness.WAITING_MESSAGE
+    assert parked_view.get_json()["waiting"] == WAITING_FOR_SHARE
     print(f"\nflood of 2 x 20 hanging pages, cap {cap}: third client's job waited {waited:.2f} s")
 
 
@@ -191,7 +197,7 @@ def test_a_killed_workers_slots_come_back_and_its_clients_jobs_all_run(visitors,
     assert wait_until(lambda: a_worker_is_up(redis), 30), first.log()
     ids = [visitors.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": slow_server.url(2)}},
                          environ_base=THIRD).get_json()["id"] for _ in range(3)]
-    assert wait_until(lambda: redis.llen(fairness.parked_key(THIRD["REMOTE_ADDR"])) == 2, 10)
+    assert wait_until(lambda: redis.llen(fairness.parked_key(client_of(THIRD))) == 2, 10)
     assert wait_until(lambda: slow_server.requests == 1, 10)
     os.killpg(first.process.pid, signal.SIGKILL)  # mid-job: its slot is held by a job nobody runs any more
     start_worker("--processes", "0", "--threads", "2", extra_env=fair)
@@ -199,7 +205,7 @@ def test_a_killed_workers_slots_come_back_and_its_clients_jobs_all_run(visitors,
     assert [job["status"] for job in jobs] == ["finished"] * 3
     starts = sorted((job["started_at"], job["ended_at"]) for job in jobs)
     assert all(later[0] >= earlier[1] for earlier, later in zip(starts, starts[1:], strict=False))  # one at a time
-    assert not redis.exists(fairness.running_key(THIRD["REMOTE_ADDR"]))
+    assert not redis.exists(fairness.running_key(client_of(THIRD)))
 
 
 def test_a_parked_job_reads_as_waiting_and_can_be_canceled(visitors, redis, cap):
@@ -207,9 +213,9 @@ def test_a_parked_job_reads_as_waiting_and_can_be_canceled(visitors, redis, cap)
     ids = [visitors.post("/api/jobs", json=job, environ_base=THIRD).get_json()["id"] for _ in range(3)]
     claim_many(redis, [QUEUE], 10)
     parked = visitors.get(f"/api/jobs/{ids[2]}").get_json()
-    assert (parked["status"], parked["waiting"]) == ("queued", fairness.WAITING_MESSAGE)
+    assert (parked["status"], parked["waiting"]) == ("queued", WAITING_FOR_SHARE)
     assert visitors.get(f"/api/jobs/{ids[0]}").get_json()["waiting"] is None
-    canceled = visitors.post(f"/api/jobs/{ids[2]}/cancel", environ_base=THIRD)
+    canceled = visitors.post(f"/api/jobs/{ids[2]}/cancel", json={}, environ_base=THIRD)
     assert canceled.status_code == 200 and canceled.get_json()["status"] == "canceled"
     fairness.release(redis, ids[0])
     assert redis.llen(QUEUE) == 0  # the canceled job is not let in

@@ -57,7 +57,7 @@ def test_jobs_carry_their_client_and_anonymous_ones_are_kept_a_day(env, redis):
     client = make_client(env, quota=10)
     anonymous = client.post("/api/jobs", json=JOB, environ_base=SOMEONE).get_json()["id"]
     with_token = client.post("/api/jobs", json=JOB, environ_base=SOMEONE, headers=BEARER).get_json()["id"]
-    assert redis.hget(f"rq:job:{anonymous}", "client") == b"203.0.113.7"
+    assert redis.hget(f"rq:job:{anonymous}", "client") == b"address:203.0.113.7"
     token_client = redis.hget(f"rq:job:{with_token}", "client").decode()
     assert token_client.startswith("token:") and BEARER["Authorization"].split()[1] not in token_client
     # What RQ keeps them for once they end (its own fields): a day for anonymous jobs, RESULT_TTL (7 days) else.

@@ -19,7 +19,6 @@ view refuses (a 4xx) is charged on its way out, answering 429 instead when it do
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import math
 import time
@@ -32,8 +31,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from engine.enqueue_script import Charge, Refused
-from engine.queues import Client
-from web import access, state
 from web.errors import error_response
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -79,24 +76,9 @@ def address_group(address: str | None) -> str:
     return str(ip)
 
 
-def client_key() -> str:
-    """Who this request is, for per-client shares and quotas: the credential if it carries one (the API token,
-    or the operator's login), else the address group the rate limit counts. Opaque, and never the secret itself."""
-    return client().key
-
-
-def client() -> Client:
-    """This request's client, as the jobs it submits record it."""
-    if access.bearer_status() == "valid":
-        return Client("token:" + hashlib.sha256(str(state.settings().api_token).encode()).hexdigest()[:16], False)
-    if access.logged_in():
-        return Client("operator", False)
-    return Client(address_group(request.remote_addr), True)
-
-
 class ClientLimiter:
     """Charges work to a client against one shared Rate and a daily quota (0: none), in the app's Redis (shared
-    by every web process). The rate counts a client by its address group, the quota by ``client_key``."""
+    by every web process). The rate counts a client by its address group, the quota by its client key."""
 
     def __init__(self, redis: Redis, rate: Rate, quota: int = 0):
         self.redis, self.rate, self.quota = redis, rate, quota
@@ -223,8 +205,10 @@ def too_many(message: str, retry_after: int) -> Response:
     return response
 
 
-def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int = 0) -> ClientLimiter:
-    """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit or the daily quota."""
+def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int = 0,
+             client_key: Callable[[], str] | None = None) -> ClientLimiter:
+    """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit or past the daily
+    ``quota`` of the request's ``client_key()`` (web.access, which stands on this module)."""
     limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text), quota)
     app.extensions["limiter"] = limiter
 
@@ -257,7 +241,7 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int
             message = (f"This request counts as {cost} submissions (one per batch item), more than the whole limit "
                        f"of {rate_text}: send fewer items at a time.")
             return too_many(message, limiter.rate.period)
-        charge = (address_group(request.remote_addr), cost, time.time(), client_key())
+        charge = (address_group(request.remote_addr), cost, time.time(), client_key() if client_key else None)
         if getattr(view, "charges_itself", False):
             g.rate_charge = charge
             return None

@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from engine.recovery import eviction_warning
+from engine.connection import eviction_warning
 from engine.settings import Settings
 from web import access, ratelimit
 
@@ -74,5 +74,5 @@ def init_app(app: Flask, settings: Settings) -> None:
     # One limit per client over every POST of the API and of the pages (submit, batch items, cancel, retry,
     # the form, the login), charged before anything else looks at the request.
     app.extensions["limiter"] = ratelimit.init_app(app, settings.ratelimit_submit, ("api", "views"),
-                                                   settings.daily_quota)
+                                                   settings.daily_quota, access.client_key)
     app.before_request(access.check_bearer)  # a wrong Authorization header is refused on every API route
