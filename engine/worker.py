@@ -47,6 +47,7 @@ from rq.worker import SimpleWorker, WorkerStatus
 from engine import events, failure, logs, recovery
 from engine.handoff import HOLD, STOP, SafeQueue, give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
+from engine.scheduler import KeepsScheduler
 from engine.settings import Settings
 from engine.watchdog import WatchdogDeathPenalty, raise_in_thread
 
@@ -120,7 +121,7 @@ def queue_names(queues: Any) -> list[str]:
     return [q.name if isinstance(q, Queue) else str(q) for q in items]
 
 
-class StackWorker(SimpleWorker):
+class StackWorker(KeepsScheduler, SimpleWorker):
     """RQ's SimpleWorker running up to ``threads`` catalogued JSON jobs at once, with the guarantees above."""
 
     death_penalty_class = WatchdogDeathPenalty  # SIGALRM cannot reach job threads
