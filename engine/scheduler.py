@@ -96,8 +96,8 @@ class KeptScheduler(RQScheduler):
             self.heartbeat()  # refreshes our locks; drops any another scheduler took
         else:
             self.take_over_stale_locks()
-            self.acquire_locks()
-            self.register_birth()
+            if self.acquire_locks():
+                self.register_birth()  # only a holder shows as a scheduler (rq info, stats)
         if self._acquired_locks:
             self.enqueue_scheduled_jobs()
 
