@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
 from redis.retry import Retry as RedisRetry
@@ -15,7 +15,7 @@ from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobEr
 from rq.job import Dependency, Job, JobStatus
 from rq.serializers import JSONSerializer
 
-from engine import catalog, enqueue_script, events
+from engine import catalog, enqueue_script, events, redis_url
 from engine.errors import ForbiddenJob
 from engine.settings import Settings
 
@@ -31,27 +31,17 @@ _RETRYING = frozenset({"scheduled", "queued", "started"})  # states in which an 
 
 
 def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
-    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging.
+    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging; with a
+    ``redis+sentinel://`` URL it follows the primary the Sentinels name (engine.redis_url).
 
     ``max_connections`` caps the pool: callers beyond it wait (up to ``socket_timeout``) for a free connection
     instead of opening more, so hundreds of concurrent web requests share a few connections.
     """
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 1.0,
-        "socket_timeout": socket_timeout,
-        "health_check_interval": 15,
-        "retry": RedisRetry(NoBackoff(), 1),
-    }
-    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
-        options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
-    if max_connections is None:
-        return Redis.from_url(settings.redis_url, **options)
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=max_connections, timeout=socket_timeout, **options
+    return redis_url.client(
+        settings.redis_url, settings.redis_tls_verify, max_connections,
+        socket_connect_timeout=1.0, socket_timeout=socket_timeout, health_check_interval=15,
+        retry=RedisRetry(NoBackoff(), 1),
     )
-    client = Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client
 
 
 class CatalogJob(Job):

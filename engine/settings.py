@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlparse
+
+from engine import redis_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -164,19 +165,6 @@ def rate(raw: str) -> str:
     return value
 
 
-def redis_url(raw: str) -> str:
-    """A redis://, rediss:// or unix:// URL."""
-    parsed = urlparse(raw)
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"scheme must be redis://, rediss:// or unix://, got {raw!r}")
-    if parsed.scheme == "unix" and not parsed.path:
-        raise ValueError("unix:// URL needs a socket path, e.g. unix:///path/to/redis.sock")
-    if parsed.scheme != "unix" and not parsed.hostname:
-        raise ValueError(f"no host in {raw!r}")
-    parsed.port  # noqa: B018 - raises ValueError on a bad port
-    return raw
-
-
 DAY = 24 * 3600
 
 
@@ -184,7 +172,7 @@ DAY = 24 * 3600
 class Settings(EnvSettings):
     """The engine's configuration, shared by web, worker, clock and CLI."""
 
-    redis_url: str = var("REDIS_URL", redis_url, "redis://localhost:6379/0")
+    redis_url: str = var("REDIS_URL", redis_url.validate, "redis://localhost:6379/0")
     redis_tls_verify: bool = var("REDIS_TLS_VERIFY", boolean, True)
     app_env: str = var("APP_ENV", choice("production", "development", "testing"), "production")
     port: int = var("PORT", integer(1, 65535), 5000)

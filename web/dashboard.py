@@ -31,8 +31,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     # it: a busy worker's current job would be read with pickle and the workers table would answer 500.
     rq_dashboard.web.config.serializer = SERIALIZER
     rq_dashboard.web.Worker = JsonWorkers
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", client_redis_url(settings))
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", client_redis_url(settings.redis_url, settings.redis_tls_verify))
     rq_dashboard.web.setup_rq_connection(app)
+    # Our own client instead of the one it built from the URL: the same timeouts, TLS choice and Sentinel options
+    # (redis-sentinel-url reads neither ssl nor the Sentinels' password from a URL), one bounded pool.
+    app.redis_conn = app.extensions["redis"]
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     user, password = settings.dashboard_user, settings.dashboard_password
 

@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
+RETRY_AFTER = 2  # seconds a client should wait after a 503: a restart or a Sentinel failover takes a few
 
 
 class ApiError(Exception):
@@ -45,7 +46,9 @@ def _http_error(exc: HTTPException):
 
 
 def _redis_down(exc: Exception):
-    return error_response(ServiceUnavailable.code, "redis_unavailable", "The job store is unavailable; try again.")
+    response = error_response(ServiceUnavailable.code, "redis_unavailable", "The job store is unavailable; try again.")
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _unexpected(exc: Exception):
