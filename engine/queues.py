@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
 from redis.backoff import NoBackoff
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from redis.retry import Retry as RedisRetry
 from rq import Queue, Retry
 from rq.command import send_stop_job_command
@@ -17,7 +21,9 @@ from rq.serializers import JSONSerializer
 
 from engine import catalog, enqueue_script, events, redis_url
 from engine.errors import ForbiddenJob
-from engine.settings import Settings
+from engine.settings import Settings, wait_replicas
+
+log = logging.getLogger("engine.queues")
 
 QUEUE_NAMES = ("high", "default", "low")  # workers drain them in this order
 SERIALIZER = JSONSerializer
@@ -110,7 +116,8 @@ def enqueue(
             job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
             _index(pipe, job)
             events.on_submit(job, pipe)
-            enqueue_script.run(queue.connection, pipe, charge)
+            with _withdrawn_unless_replicated(queue, job):
+                enqueue_script.run(queue.connection, pipe, charge, durable(settings))
         events.submitted(job)
         return job
     if charge is not None:  # charged on its own first: RQ's scheduling and dependency paths write as they go
@@ -124,9 +131,50 @@ def enqueue(
     with queue.connection.pipeline(transaction=False) as pipe:
         _index(pipe, job)
         events.on_submit(job, pipe)
-        pipe.execute()
+        wait = durable(settings)
+        if wait is not None:
+            pipe.wait(wait.replicas, wait.timeout_ms)  # covers RQ's writes above too: they came first
+        confirmed = pipe.execute()[-1]
+    if wait is not None and confirmed < wait.replicas:
+        with _withdrawn_unless_replicated(queue, job):
+            raise enqueue_script.NotReplicated(wait, confirmed)
     events.submitted(job)
     return job
+
+
+def durable(settings: Settings) -> enqueue_script.Durable | None:
+    """The WAIT a submission needs before it is acknowledged, if any (engine.settings.wait_replicas)."""
+    replicas = wait_replicas(settings)
+    return enqueue_script.Durable(replicas, settings.redis_wait_timeout_ms) if replicas else None
+
+
+# Undo a submission no replica confirmed: take it off its queue or registry and delete it, unless a worker
+# already took it (then it is whole and runs: at least once, like any job). Either way nothing is half-made.
+_WITHDRAW = """
+local gone = redis.call('LREM', KEYS[1], 0, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+    + redis.call('ZREM', KEYS[3], ARGV[1])
+if gone > 0 then
+    redis.call('DEL', KEYS[4])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+end
+return gone
+"""
+
+
+@contextmanager
+def _withdrawn_unless_replicated(queue: Queue, job: Job) -> Iterator[None]:
+    """Withdraw ``job`` if the block raises NotReplicated (the API then answers 503), and re-raise."""
+    try:
+        yield
+    except enqueue_script.NotReplicated as exc:
+        keys = [queue.key, queue.scheduled_job_registry.key, queue.deferred_job_registry.key, job.key, RECENT_KEY]
+        try:
+            withdrawn = queue.connection.eval(_WITHDRAW, len(keys), *keys, job.id)
+        except RedisError:  # the primary just went away: the job is on no replica either, so it is gone
+            withdrawn = None
+        log.warning("job %s not acknowledged (%s); %s", job.id, exc,
+                    "it was already taken by a worker and runs" if withdrawn == 0 else "withdrawn")
+        raise
 
 
 def _whole_second_up(when: datetime) -> datetime:

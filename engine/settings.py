@@ -113,6 +113,15 @@ def choice(*options: str) -> Parser:
     return parse
 
 
+def auto_or(parse: Parser) -> Parser:
+    """``auto`` (None: the code decides from the rest of the configuration), or what ``parse`` accepts."""
+
+    def parsed(raw: str) -> Any:
+        return None if raw.strip().lower() == "auto" else parse(raw)
+
+    return parsed
+
+
 def text(raw: str) -> str:
     """Any text, as given."""
     return raw
@@ -174,6 +183,9 @@ class Settings(EnvSettings):
 
     redis_url: str = var("REDIS_URL", redis_url.validate, "redis://localhost:6379/0")
     redis_tls_verify: bool = var("REDIS_TLS_VERIFY", boolean, True)
+    # Replicas that must have a submission before it is acknowledged (Redis WAIT); auto: 1 under Sentinel, else 0.
+    redis_wait_replicas: int | None = var("REDIS_WAIT_REPLICAS", auto_or(integer(0, 10)), None)
+    redis_wait_timeout_ms: int = var("REDIS_WAIT_TIMEOUT_MS", integer(1, 60_000), 500)
     app_env: str = var("APP_ENV", choice("production", "development", "testing"), "production")
     port: int = var("PORT", integer(1, 65535), 5000)
     web_concurrency: int = var("WEB_CONCURRENCY", integer(1, 64), 2)
@@ -209,3 +221,11 @@ def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """DIAGNOSTIC_JOBS alone, without reading (and failing on) the rest of the environment."""
     spec = next(f for f in dataclasses.fields(Settings) if f.name == "diagnostic_jobs")
     return read(spec, os.environ if environ is None else environ)
+
+
+def wait_replicas(settings: Settings) -> int:
+    """How many replicas must confirm a submission: REDIS_WAIT_REPLICAS, or for ``auto`` 1 behind Sentinel (it
+    exists to promote a replica, so one is there to confirm) and 0 otherwise (a lone Redis has none to wait for)."""
+    if settings.redis_wait_replicas is not None:
+        return settings.redis_wait_replicas
+    return 1 if redis_url.is_sentinel(settings.redis_url) else 0

@@ -168,7 +168,8 @@ class StackWorker(KeepsScheduler, SimpleWorker):
         warning = recovery.eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
-        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)
+        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after,
+                                       running=self.running_job_ids)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
         HOLD.batch = self.threads
@@ -267,6 +268,11 @@ class StackWorker(KeepsScheduler, SimpleWorker):
             finally:
                 self._local.job_id = self._local.job = None
                 self._forget(entry)
+
+    def running_job_ids(self) -> set[str]:
+        """The jobs handed to a thread and not yet recorded as ended (the beacon's failover check reads it)."""
+        with self._changed:
+            return set(self._running)
 
     def _forget(self, entry: Running) -> None:
         with self._changed:
