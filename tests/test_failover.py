@@ -62,6 +62,24 @@ def submit_continuously(app, site: CountingSite, load: Load, prefix: str) -> Non
         time.sleep(0.05)  # about 40 submissions a second in all: the worker keeps up, so jobs run at the kill
 
 
+@pytest.mark.parametrize("extra", [{}, {"delay_seconds": 60}, {"idempotency": True}],
+                         ids=["queued", "scheduled", "idempotent"])
+def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing(env, redis, extra):
+    # The session's Redis has no replica: asking for one is what a primary whose replica fell behind looks like.
+    settings = Settings.from_env({**env, "REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"})
+    client = create_app({"SETTINGS": settings}).test_client()
+    headers = {"Idempotency-Key": "once"} if extra.pop("idempotency", False) else {}
+    response = client.post("/api/jobs", headers=headers,
+                           json={"type": "count_words_at_url", "params": {"url": "http://127.0.0.1:9/"}, **extra})
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.headers["Retry-After"].isdigit()
+    assert response.get_json()["error"]["code"] == "redis_unavailable"
+    assert "replica" in response.get_json()["error"]["message"]
+    leftovers = [key for key in redis.keys("*") if key.startswith((b"rq:job:", b"stack:idempotency:"))]
+    assert not leftovers and not redis.zcard("stack:jobs:recent")
+    assert not redis.llen("rq:queue:default") and not redis.zcard("rq:scheduled:default")
+
+
 @pytest.fixture
 def sentinel_set(tmp_path):
     with SentinelSet(tmp_path / "sentinel-set") as sentinels:
