@@ -11,17 +11,23 @@ Then the counts: acknowledged submissions lost (0), acknowledged jobs that did n
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from engine.queues import fetch_job, job_status
-from engine.settings import Settings
+from engine.settings import PROJECT_ROOT, Settings
+from tests.conftest import TEST_PASSWORD
 from tests.faults import CountingSite, wait_until
 from tests.sentinels import SentinelSet, sigkill
 from web import create_app
@@ -117,6 +123,7 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_job(sentinel_set, env, sta
         assert wait_until(lambda: web.get("/readyz").status_code == 200, 60, pause=0.1), "never ready again"
         ready_after = time.monotonic() - killed_at
         assert sentinel_set.primary_port() == sentinel_set.replica.port
+        doors = every_door_reads_the_new_primary(web, env)
         time.sleep(3.0)  # submissions and jobs go on against the new primary
         load.stop.set()
         for thread in submitters:
@@ -139,6 +146,22 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_job(sentinel_set, env, sta
     assert load.statuses[503] > 0, "no submission met the failover: the test proved nothing"
     assert ready_after <= READY_WITHIN
     assert worker.process.poll() is None, worker.log()
+    assert all(doors.values()), doors
+
+
+def every_door_reads_the_new_primary(web, env: dict[str, str]) -> dict[str, bool]:
+    """The dashboard (built before the failover), the CLI and RQ's own CLI, all through the Sentinel URL."""
+    login = {"Authorization": "Basic " + base64.b64encode(f"admin:{TEST_PASSWORD}".encode()).decode()}
+    queues = web.get("/rq/0/data/queues.json", headers=login)
+    cli = subprocess.run([sys.executable, "-m", "cli", "stats", "--json"], cwd=PROJECT_ROOT,
+                         env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    rq_info = subprocess.run([str(Path(sys.executable).parent / "rq"), "info", "-c", "engine.rq_config", "default"],
+                             cwd=PROJECT_ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    return {
+        "dashboard": queues.status_code == 200 and "default" in queues.get_data(as_text=True),
+        "cli": cli.returncode == 0 and "default" in json.loads(cli.stdout or "{}").get("queues", {}),
+        "rq info": rq_info.returncode == 0 and "default" in rq_info.stdout,
+    }
 
 
 def _status(redis, job_id: str) -> str:
