@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -116,8 +114,11 @@ def enqueue(
             job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
             _index(pipe, job)
             events.on_submit(job, pipe)
-            with _withdrawn_unless_replicated(queue, job):
+            try:
                 enqueue_script.run(queue.connection, pipe, charge, durable(settings))
+            except enqueue_script.NotReplicated as exc:
+                _withdraw(queue, job, exc)
+                raise
         events.submitted(job)
         return job
     if charge is not None:  # charged on its own first: RQ's scheduling and dependency paths write as they go
@@ -134,10 +135,11 @@ def enqueue(
         wait = durable(settings)
         if wait is not None:
             pipe.wait(wait.replicas, wait.timeout_ms)  # covers RQ's writes above too: they came first
-        confirmed = pipe.execute()[-1]
-    if wait is not None and confirmed < wait.replicas:
-        with _withdrawn_unless_replicated(queue, job):
-            raise enqueue_script.NotReplicated(wait, confirmed)
+        replies = pipe.execute()
+    if wait is not None and replies[-1] < wait.replicas:
+        exc = enqueue_script.NotReplicated(wait, replies[-1])
+        _withdraw(queue, job, exc)
+        raise exc
     events.submitted(job)
     return job
 
@@ -161,20 +163,15 @@ return gone
 """
 
 
-@contextmanager
-def _withdrawn_unless_replicated(queue: Queue, job: Job) -> Iterator[None]:
-    """Withdraw ``job`` if the block raises NotReplicated (the API then answers 503), and re-raise."""
+def _withdraw(queue: Queue, job: Job, reason: enqueue_script.NotReplicated) -> None:
+    """Undo ``job``'s submission (the API answers 503 for it), unless a worker already took it."""
+    keys = [queue.key, queue.scheduled_job_registry.key, queue.deferred_job_registry.key, job.key, RECENT_KEY]
     try:
-        yield
-    except enqueue_script.NotReplicated as exc:
-        keys = [queue.key, queue.scheduled_job_registry.key, queue.deferred_job_registry.key, job.key, RECENT_KEY]
-        try:
-            withdrawn = queue.connection.eval(_WITHDRAW, len(keys), *keys, job.id)
-        except RedisError:  # the primary just went away: the job is on no replica either, so it is gone
-            withdrawn = None
-        log.warning("job %s not acknowledged (%s); %s", job.id, exc,
-                    "it was already taken by a worker and runs" if withdrawn == 0 else "withdrawn")
-        raise
+        withdrawn = queue.connection.eval(_WITHDRAW, len(keys), *keys, job.id)
+    except RedisError:  # the primary just went away: the job is on no replica either, so it is gone
+        withdrawn = None
+    log.warning("job %s not acknowledged (%s); %s", job.id, reason,
+                "a worker had already taken it, so it runs" if withdrawn == 0 else "withdrawn")
 
 
 def _whole_second_up(when: datetime) -> datetime:

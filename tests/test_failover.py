@@ -21,11 +21,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from engine.queues import fetch_job, job_status
+from engine.queues import fetch_job, job_status, job_view
 from engine.settings import PROJECT_ROOT, Settings
 from tests.conftest import TEST_PASSWORD
 from tests.faults import CountingSite, wait_until
@@ -114,6 +115,13 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_job(sentinel_set, env, sta
             assert response.status_code == 202, response.get_data(as_text=True)
             load.acknowledged[response.get_json()["id"]] = f"long{number}"
         assert wait_until(lambda: all(site.started[f"long{n}"] for n in range(4)), 10), worker.log()
+        # And one delayed job that falls due in the gap: the scheduler must move it soon after the promotion.
+        response = web.post("/api/jobs", json={"type": "count_words_at_url", "delay_seconds": 2,
+                                               "params": {"url": site.url("delayed")}})
+        assert response.status_code == 202, response.get_data(as_text=True)
+        delayed = response.get_json()["id"]
+        load.acknowledged[delayed] = "delayed"
+        due = redis.zscore("rq:scheduled:default", delayed)
         # The replica falls behind: paused, its link cut; the primary takes writes it will never pass on.
         os.kill(sentinel_set.replica.process.pid, signal.SIGSTOP)
         sentinel_set.client(sentinel_set.primary.port).client_kill_filter(_type="replica")
@@ -133,18 +141,20 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_job(sentinel_set, env, sta
                    pause=0.5)
         seen = {job_id: _status(redis, job_id) for job_id in acknowledged}
         runs = {job_id: site.hits[token] for job_id, token in acknowledged.items()}
+    delayed_late = _started(redis, delayed) - due if seen[delayed] == "finished" else float("nan")
     lost = sorted(job_id for job_id, status in seen.items() if status == "missing")
     unfinished = {job_id: status for job_id, status in seen.items() if status not in ("finished", "missing")}
     twice = sum(count > 1 for count in runs.values())
     print(f"\nfailover (WAIT replicas={WAIT_REPLICAS}): acknowledged={len(acknowledged)} lost={len(lost)} "
           f"unfinished={len(unfinished)} ran_twice={twice} answers={dict(load.statuses)} "
-          f"other_5xx={len(load.server_errors)} ready_after={ready_after:.1f}s")
+          f"other_5xx={len(load.server_errors)} ready_after={ready_after:.1f}s delayed_job_late={delayed_late:.1f}s")
     assert not lost, f"{len(lost)} acknowledged submission(s) lost with the primary: {lost[:5]}"
     assert not unfinished, (unfinished, worker.log()[-3000:])
     assert not load.server_errors, load.server_errors[:5]
     assert load.missing_retry_after == 0
     assert load.statuses[503] > 0, "no submission met the failover: the test proved nothing"
     assert ready_after <= READY_WITHIN
+    assert delayed_late <= 5.0, "the scheduler did not move the delayed job soon after the failover"
     assert worker.process.poll() is None, worker.log()
     assert all(doors.values()), doors
 
@@ -162,6 +172,10 @@ def every_door_reads_the_new_primary(web, env: dict[str, str]) -> dict[str, bool
         "cli": cli.returncode == 0 and "default" in json.loads(cli.stdout or "{}").get("queues", {}),
         "rq info": rq_info.returncode == 0 and "default" in rq_info.stdout,
     }
+
+
+def _started(redis, job_id: str) -> float:
+    return datetime.fromisoformat(job_view(fetch_job(redis, job_id))["started_at"]).timestamp()
 
 
 def _status(redis, job_id: str) -> str:
