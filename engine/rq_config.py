@@ -8,4 +8,6 @@ from engine.redis_url import rq_cli_settings
 from engine.settings import Settings
 
 _settings = Settings.from_env()
-globals().update(rq_cli_settings(_settings.redis_url, _settings.redis_tls_verify))
+_connection = rq_cli_settings(_settings.redis_url, _settings.redis_tls_verify)
+REDIS_URL = _connection.get("REDIS_URL")  # RQ tries this first, then SENTINEL
+SENTINEL = _connection.get("SENTINEL")
