@@ -1,4 +1,4 @@
-"""REDIS_URL, read once for every client: plain URLs, and Redis Sentinel as ``redis+sentinel://``.
+"""REDIS_URL's forms: plain URLs, and Redis Sentinel as ``redis+sentinel://`` (engine.connection makes the clients).
 
 ``redis+sentinel://[:password@]host:port[,host:port…]/service_name[/db][?option=value&…]`` is the form
 rq-dashboard reads (through redis-sentinel-url); the password is the data nodes'. Options (all optional):
@@ -8,8 +8,6 @@ rq-dashboard reads (through redis-sentinel-url); the password is the data nodes'
 - ``socket_connect_timeout``: seconds to connect to a data node (default 1);
 - ``sentinel_socket_timeout``: seconds a Sentinel may take to answer (default 0.5; the next one is asked then).
 
-A client asks the Sentinels for the primary on every new connection and drops its connections when the
-primary changes (redis-py's SentinelConnectionPool), so it follows a failover without a restart.
 """
 
 from __future__ import annotations
@@ -17,9 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
-
-from redis import BlockingConnectionPool, Redis
-from redis.sentinel import Sentinel, SentinelConnectionPool
 
 SENTINEL_SCHEME = "redis+sentinel"
 SENTINEL_PORT = 26379
@@ -111,42 +106,6 @@ def validate(raw: str) -> str:
         raise ValueError(f"no host in {_safe(raw)!r}")
     parsed.port  # noqa: B018 - raises ValueError on a bad port
     return raw
-
-
-class SentinelBlockingConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
-    """A Sentinel-managed pool that makes callers wait for a free connection instead of opening more."""
-
-
-def client(url: str, tls_verify: bool, max_connections: int | None = None, **options: Any) -> Redis:
-    """A client for ``url`` with redis-py ``options`` (timeouts, retry); a capped, blocking pool when asked."""
-    if is_sentinel(url):
-        return _sentinel_client(parse_sentinel_url(url), tls_verify, max_connections, options)
-    if url.startswith("rediss://") and not tls_verify:
-        options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
-    if max_connections is None:
-        return Redis.from_url(url, **options)
-    pool = BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=options.get(
-        "socket_timeout"), **options)
-    redis = Redis(connection_pool=pool)
-    redis.auto_close_connection_pool = True
-    return redis
-
-
-def _sentinel_client(target: SentinelURL, tls_verify: bool, max_connections: int | None,
-                     options: dict[str, Any]) -> Redis:
-    options = {**options, "db": target.db, "username": target.username, "password": target.password,
-               "socket_connect_timeout": target.socket_connect_timeout}
-    if target.ssl:
-        options["ssl"] = True
-        if not tls_verify:
-            options["ssl_cert_reqs"] = "none"
-    sentinel_options = {"password": target.sentinel_password, "socket_timeout": target.sentinel_socket_timeout,
-                        "socket_connect_timeout": target.sentinel_socket_timeout}
-    sentinel = Sentinel(target.sentinels, sentinel_kwargs=sentinel_options)
-    if max_connections is None:
-        return sentinel.master_for(target.service, **options)
-    return sentinel.master_for(target.service, connection_pool_class=SentinelBlockingConnectionPool,
-                               max_connections=max_connections, timeout=options.get("socket_timeout"), **options)
 
 
 def rq_cli_settings(url: str, tls_verify: bool) -> dict[str, Any]:

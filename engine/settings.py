@@ -18,6 +18,7 @@ from engine import redis_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
+QUEUE_NAMES = ("high", "default", "low")  # the priorities; workers drain them in this order
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Parser = Callable[[str], Any]

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.queues import fetch_job, job_status, job_view
+from engine.queues import fetch_job
 from engine.settings import PROJECT_ROOT, Settings
+from engine.status import job_status, job_view
 from tests.conftest import TEST_PASSWORD
 from tests.faults import CountingSite, wait_until
 from tests.sentinels import SentinelSet, sigkill

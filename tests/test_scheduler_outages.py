@@ -17,9 +17,10 @@ from rq.scheduler import RQScheduler
 from rq.utils import utcformat
 
 from engine.embedded_redis import RedisServer
-from engine.queues import QUEUE_NAMES, fetch_job, job_view
+from engine.queues import fetch_job
 from engine.scheduler import STALE_AFTER, KeptScheduler
-from engine.settings import Settings
+from engine.settings import QUEUE_NAMES, Settings
+from engine.status import job_view
 from tests.faults import wait_until
 from web import create_app
 
