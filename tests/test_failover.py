@@ -25,8 +25,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from rq.executions import Execution
 
-from engine.queues import fetch_job
+from engine import catalog
+from engine.enqueue import enqueue
+from engine.queues import fetch_job, make_queues
+from engine.recovery import PRIMARY_CHANGED, requeue_orphans
 from engine.settings import PROJECT_ROOT, Settings
 from engine.status import job_status, job_view
 from tests.conftest import TEST_PASSWORD
@@ -86,6 +90,27 @@ def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing
     leftovers = [key for key in redis.keys("*") if key.startswith((b"rq:job:", b"stack:idempotency:"))]
     assert not leftovers and not redis.zcard("stack:jobs:recent")
     assert not redis.llen("rq:queue:default") and not redis.zcard("rq:scheduled:default")
+
+
+def test_after_a_failover_a_worker_reruns_jobs_it_finished_on_the_old_primary(redis, settings):
+    queue = make_queues(redis)["default"]
+    job_type = catalog.get("count_words_at_url")
+    running, finished_before, other_workers = (
+        enqueue(queue, job_type, job_type.validate({"url": "http://127.0.0.1:9/"}), settings) for _ in range(3))
+    # What the promoted replica holds: all three started, their starts replicated, no end recorded.
+    for job, worker_name in ((running, "w1"), (finished_before, "w1"), (other_workers, "w2")):
+        redis.lrem(queue.key, 0, job.id)
+        with redis.pipeline() as pipe:
+            job.prepare_for_execution(worker_name, pipeline=pipe)
+            Execution.create(job, 60, pipe, worker_name=worker_name)
+            pipe.execute()
+    assert requeue_orphans(redis, "w1", lambda: {running.id}) == 1
+    assert [job_id.decode() for job_id in redis.lrange(queue.key, 0, -1)] == [finished_before.id]
+    again = fetch_job(redis, finished_before.id)
+    assert job_status(again) == "queued" and again.meta["interruptions"] == [PRIMARY_CHANGED]
+    assert again.retries_left == finished_before.retries_left > 0  # it did not fail: no retry spent
+    assert job_status(fetch_job(redis, running.id)) == "started"  # still running here: its end will come
+    assert job_status(fetch_job(redis, other_workers.id)) == "started"  # another worker's: not ours to judge
 
 
 @pytest.fixture
@@ -158,6 +183,7 @@ def test_sigkill_of_the_primary_loses_no_acknowledged_job(sentinel_set, env, sta
     assert delayed_late <= 5.0, "the scheduler did not move the delayed job soon after the failover"
     assert worker.process.poll() is None, worker.log()
     assert all(doors.values()), doors
+    assert "Redis is a different server now" in worker.log()  # it checked for ends lost with the old primary
 
 
 def every_door_reads_the_new_primary(web, env: dict[str, str]) -> dict[str, bool]:
