@@ -7,6 +7,7 @@ from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from engine.enqueue_script import NotReplicated
+from engine.logs import escape
 
 MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
 RETRY_AFTER = 2  # seconds a client should wait after a 503: a restart or a Sentinel failover takes a few
@@ -56,5 +57,5 @@ def _redis_down(exc: Exception):
 
 
 def _unexpected(exc: Exception):
-    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception("unhandled error on %s %s", request.method, escape(request.path))
     return error_response(InternalServerError.code, "internal_error", "Something went wrong on our side.")
