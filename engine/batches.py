@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue
 from rq.job import Dependency
 
-from engine import catalog
-from engine.enqueue import enqueue
+from engine import catalog, enqueue_script, events
+from engine.enqueue import deferred_writes, queued_writes
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -50,23 +49,30 @@ def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[di
     return job_type, cleaned
 
 
-def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, items: list[dict[str, Any]],
+def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items: list[dict[str, Any]],
                  settings: Settings) -> dict[str, Any]:
-    """Enqueue every item and the aggregate that waits for them; returns the stored batch record."""
+    """Write every item, the aggregate that waits for them and the batch record in one script call, so a Redis
+    failure leaves either the whole batch or nothing; returns the stored batch record."""
     batch_id = uuid.uuid4().hex
-    item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}) for params in items]
-    aggregate_type = catalog.INTERNAL[job_type.batch_aggregate]
-    item_ids = [job.id for job in item_jobs]
-    aggregate = enqueue(
-        queue, aggregate_type, {"batch_id": batch_id, "item_ids": item_ids}, settings,
-        depends_on=Dependency(jobs=item_jobs, allow_failure=True), meta={"batch": batch_id},
-    )
-    record = {
-        "id": batch_id, "type": job_type.name, "created_at": _now(), "items": item_ids, "aggregate": aggregate.id,
-    }
-    # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
-    ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
-    connection.set(BATCH_PREFIX + batch_id, json.dumps(record), ex=ttl)
+    meta = {"batch": batch_id}
+    item_ids = [str(uuid.uuid4()) for _ in items]
+    now = datetime.now(UTC)
+    with connection.pipeline() as pipe:
+        for item_id, params in zip(item_ids, items, strict=True):
+            queued_writes(pipe, job_type, params, settings, queue=queue, job_id=item_id, now=now, meta=meta)
+        aggregate = deferred_writes(
+            connection, pipe, catalog.INTERNAL[job_type.batch_aggregate], {"batch_id": batch_id, "item_ids": item_ids},
+            settings, queue=queue, depends_on=Dependency(jobs=item_ids, allow_failure=True), meta=meta,
+        )
+        record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,
+                  "aggregate": aggregate.id}
+        # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
+        pipe.set(BATCH_PREFIX + batch_id, json.dumps(record), ex=settings.queued_ttl + max(settings.result_ttl,
+                                                                                          settings.failure_ttl))
+        enqueue_script.run(connection, pipe)
+    for item_id in item_ids:
+        events.submitted(item_id, job_type.name, queue)
+    events.submitted(aggregate.id, job_type.batch_aggregate, queue)
     return record
 
 
@@ -105,5 +111,5 @@ def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:
     return "queued" if all(status in ("queued", "scheduled") for status in statuses) else "running"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")

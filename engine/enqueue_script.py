@@ -1,9 +1,11 @@
-"""An immediate enqueue as one EVALSHA: charge the client's rate limit first and, only if the charge fits, run
-the enqueue's writes (the commands RQ and we queued on a transaction pipeline), atomically and in order.
+"""The one script call that writes a submission: charge the client's rate limit first and, only if the charge
+fits, run the writes queued on a pipeline (a job, or a whole batch), atomically and in order.
 
-The writes are the very commands ``Queue.enqueue_call(..., pipeline=pipe)`` queues, so RQ's data (job hash,
-queue list, ``rq:queues``) is byte for byte what RQ writes itself; only the transport changes, from a
-``MULTI``/``EXEC`` whose every reply redis-py parses to one script call with one reply.
+The writes are the very commands RQ's enqueue issues (engine.enqueue), so RQ's data is byte for byte what RQ
+writes itself; only the transport changes, from a ``MULTI``/``EXEC`` whose every reply redis-py parses to one
+script call with one reply. Nothing is left half-made by a failure: the script checks, before any write, that
+each key it writes holds the type it expects (a script stops at its first error but keeps what it wrote before),
+and Redis refuses the whole call when it is out of memory.
 """
 
 from __future__ import annotations
@@ -18,6 +20,20 @@ from redis.commands.core import Script
 # window in view, limit; then each command as its argument count followed by its arguments. The shebang makes
 # Redis 7 refuse the whole call when it is out of memory, as a MULTI is, instead of letting it write past it.
 _LUA = b"""#!lua
+local holds = {HSET='hash', HINCRBY='hash', RPUSH='list', LPUSH='list', SADD='set', ZADD='zset',
+               ZREMRANGEBYRANK='zset'}
+local i = 5
+while i <= #ARGV do
+  local want = holds[string.upper(ARGV[i + 1])]
+  if want then
+    local found = redis.call('TYPE', ARGV[i + 2])['ok']
+    if found ~= 'none' and found ~= want then
+      return redis.error_reply('WRONGTYPE ' .. ARGV[i + 2] .. ' holds a ' .. found .. ', not a ' .. want ..
+                               '; nothing was written')
+    end
+  end
+  i = i + tonumber(ARGV[i]) + 1
+end
 local current, previous = 0, 0
 if #KEYS == 2 then
   current = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -27,7 +43,7 @@ if #KEYS == 2 then
     return {current, previous, 0}
   end
 end
-local i = 5
+i = 5
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -59,7 +75,11 @@ class Refused(Exception):
 
 
 def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None) -> None:
-    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit."""
+    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit.
+
+    Every submission's writes go through this one call, so whatever must follow them in the same round trip
+    (a replica acknowledgement, say) has one place to go.
+    """
     args: list[object] = [0, 0, 0, 0] if charge is None else [
         charge.cost, charge.expire, repr(charge.in_view), charge.limit
     ]

@@ -41,13 +41,18 @@ def request_meta() -> dict[str, str]:
 
 def emit(event: str, job: Job, level: int = logging.INFO, **fields: Any) -> None:
     """Log one job event with the job's id, type, queue, attempt and request id as fields."""
+    _log(event, job.id, job_type(job), job.origin, job.meta.get("request_id"), level, **fields)
+
+
+def _log(event: str, job_id: str, kind: str, queue: str | None, request_id: str | None,
+         level: int = logging.INFO, **extra: Any) -> None:
     fields = {
         "event": event,
-        "job_id": job.id,
-        "job_type": job_type(job),
-        "queue": job.origin,
-        "request_id": job.meta.get("request_id") or logs.request_id_var.get(),
-        **fields,
+        "job_id": job_id,
+        "job_type": kind,
+        "queue": queue,
+        "request_id": request_id or logs.request_id_var.get(),
+        **extra,
     }
     shown = " ".join(f"{key}={value}" for key, value in fields.items() if key != "event" and value is not None)
     log.log(level, "job %s %s", event, shown, extra=fields)
@@ -103,15 +108,14 @@ def _write_now(connection: Any, write: Write) -> None:
 
 
 # --- the hooks ----------------------------------------------------------------------------------------------
-def on_submit(job: Job, pipeline: Any) -> None:
-    """Enqueue: count the submission in the enqueue transaction (``submitted`` logs the line once it commits)."""
-    kind = job_type(job)
-    _record(job, lambda p: metrics.count(p, metrics.SUBMITTED, kind), pipeline)
+def on_submit(kind: str, pipeline: Any) -> None:
+    """Enqueue: count a job of type ``kind`` in the enqueue's writes (``submitted`` logs it once they commit)."""
+    metrics.count(pipeline, metrics.SUBMITTED, kind)
 
 
-def submitted(job: Job) -> None:
+def submitted(job_id: str, kind: str, queue: str) -> None:
     """Enqueue committed: log it."""
-    emit("enqueued", job)
+    _log("enqueued", job_id, kind, queue, None)
 
 
 def on_start(job: Job, worker_name: str, pipeline: Any) -> None:

@@ -34,7 +34,7 @@ def slow_env():
 
 def submit(redis, settings, url: str, queue: str = "default", retries: bool = True) -> str:
     job_type = WORDS if retries else dataclasses.replace(WORDS, retry_intervals=())
-    return enqueue(make_queues(redis)[queue], job_type, {"url": url}, settings).id
+    return enqueue(redis, job_type, {"url": url}, settings, queue=queue)["id"]
 
 
 def view(redis, job_id: str) -> dict:
