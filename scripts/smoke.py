@@ -2,9 +2,9 @@
 
 Run it with the runtime venv (requirements.txt alone, never the dev tools): each Procfile process type
 (web, worker, clock) starts from its Procfile line through ``sh -c``, as Heroku runs it, against the embedded
-server that a fresh machine would use (the Valkey server the lock ships, not a system redis-server). One ``count_words_at_url``
-job goes through the API to a page served here, and must finish with the right count. A process that dies at
-start-up (a missing module, a bad setting) fails the smoke with the end of its log.
+server that a fresh machine would use (the Valkey server the lock ships, not a system redis-server).
+One ``count_words_at_url`` job goes through the API to a page served here, and must finish with the right
+count. A process that dies at start-up (a missing module, a bad setting) fails the smoke with the end of its log.
 """
 
 from __future__ import annotations

@@ -128,7 +128,8 @@ def test_no_job_type_is_named_outside_jobs(room):
 
 def engine_modules_loaded_by(module: str) -> set[str]:
     """The engine's modules a fresh interpreter holds after importing ``module``."""
-    code = f"import json, sys, {module}; print(json.dumps([m for m in sys.modules if m.split('.')[0] == 'engine']))"
+    code = (f"import json, sys, {module}; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'engine')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     return set(json.loads(out.stdout))
 
