@@ -57,19 +57,21 @@ def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items
     meta = {"batch": batch_id}
     item_ids = [str(uuid.uuid4()) for _ in items]
     now = datetime.now(UTC)
+    commands = [command for item_id, params in zip(item_ids, items, strict=True)
+                for command in queued_writes(job_type, params, settings, queue=queue, job_id=item_id, now=now,
+                                             meta=meta)]
     with connection.pipeline() as pipe:
-        for item_id, params in zip(item_ids, items, strict=True):
-            queued_writes(pipe, job_type, params, settings, queue=queue, job_id=item_id, now=now, meta=meta)
         aggregate = deferred_writes(
             connection, pipe, catalog.INTERNAL[job_type.batch_aggregate], {"batch_id": batch_id, "item_ids": item_ids},
             settings, queue=queue, depends_on=Dependency(jobs=item_ids, allow_failure=True), meta=meta,
         )
-        record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,
-                  "aggregate": aggregate.id}
-        # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
-        pipe.set(BATCH_PREFIX + batch_id, json.dumps(record), ex=settings.queued_ttl + max(settings.result_ttl,
-                                                                                          settings.failure_ttl))
-        enqueue_script.run(connection, pipe)
+        commands += enqueue_script.stacked(pipe)
+    record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,
+              "aggregate": aggregate.id}
+    # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
+    ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
+    commands.append(("SET", BATCH_PREFIX + batch_id, json.dumps(record), "EX", ttl))
+    enqueue_script.run(connection, commands)
     for item_id in item_ids:
         events.submitted(item_id, job_type.name, queue)
     events.submitted(aggregate.id, job_type.batch_aggregate, queue)

@@ -41,43 +41,43 @@ def enqueue(connection: Redis, job_type: catalog.JobType, params: dict[str, Any]
     """
     job_id = job_id or str(uuid.uuid4())
     now = datetime.now(UTC)
-    with connection.pipeline() as pipe:
-        queued_writes(pipe, job_type, params, settings, queue=queue, job_id=job_id, now=now, meta=meta)
-        enqueue_script.run(connection, pipe, charge)
+    enqueue_script.run(connection, queued_writes(job_type, params, settings, queue=queue, job_id=job_id, now=now,
+                                                 meta=meta), charge)
     events.submitted(job_id, job_type.name, queue)
     return view(job_id, job_type.name, params, "queued", now, now)
 
 
-def queued_writes(pipe: Pipeline, job_type: catalog.JobType, params: dict[str, Any], settings: Settings, *,
-                  queue: str, job_id: str, now: datetime, meta: dict[str, Any] | None = None) -> None:
-    """Put on ``pipe`` RQ's writes for a job that runs now, then our index entry and submitted counter."""
+def queued_writes(job_type: catalog.JobType, params: dict[str, Any], settings: Settings, *, queue: str,
+                  job_id: str, now: datetime, meta: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    """RQ's writes for a job that runs now, then our index entry and submitted counter, as commands."""
     key = Job.key_for(job_id)
     queue_key = Queue.redis_queue_namespace_prefix + queue
     intervals = retry_intervals(job_type, settings)
     stamp = now.strftime(_RQ_TIME)
-    # Job.to_dict's fields in its order; the status goes first, as Queue.enqueue_call's set_status writes it.
-    fields: dict[str, Any] = {
-        "created_at": stamp,
-        "data": zlib.compress(SERIALIZER.dumps((job_type.func_path, None, [], params))),
-        "success_callback_name": "", "failure_callback_name": "", "stopped_callback_name": "",
-        "started_at": "", "ended_at": "", "last_heartbeat": "", "worker_name": "", "group_id": "",
-    }
+    # The status first, as Queue.enqueue_call's set_status writes it, then Job.to_dict's fields in its order.
+    fields: list[Any] = [
+        "status", JobStatus.QUEUED.value, "created_at", stamp,
+        "data", zlib.compress(SERIALIZER.dumps((job_type.func_path, None, [], params))),
+        "success_callback_name", "", "failure_callback_name", "", "stopped_callback_name", "",
+        "started_at", "", "ended_at", "", "last_heartbeat", "", "worker_name", "", "group_id", "",
+    ]
     if intervals:
-        fields.update(retries_left=len(intervals), retry_intervals=json.dumps(intervals))
-    fields.update(
-        origin=queue, description=job_type.describe(params), enqueued_at=stamp,
-        timeout=job_type.timeout or settings.job_timeout, result_ttl=settings.result_ttl,
-        failure_ttl=settings.failure_ttl, status=JobStatus.QUEUED.value,
-        meta=SERIALIZER.dumps(job_meta(job_type, meta)), ttl=settings.queued_ttl,
-    )
-    pipe.sadd(Queue.redis_queues_keys, queue_key)
-    pipe.hset(key, "status", JobStatus.QUEUED.value)
-    pipe.hset(key, mapping=fields)
-    # RQ also sets the expiry of the job's dependents and dependencies sets, which a new job does not have.
-    pipe.expire(key, settings.queued_ttl)
-    pipe.rpush(queue_key, job_id)
-    index(pipe, job_id, now)
-    events.on_submit(job_type.name, pipe)
+        fields += ["retries_left", len(intervals), "retry_intervals", json.dumps(intervals)]
+    fields += [
+        "origin", queue, "description", job_type.describe(params), "enqueued_at", stamp,
+        "timeout", job_type.timeout or settings.job_timeout, "result_ttl", settings.result_ttl,
+        "failure_ttl", settings.failure_ttl, "meta", SERIALIZER.dumps(job_meta(job_type, meta)),
+        "ttl", settings.queued_ttl,
+    ]
+    return [
+        ("SADD", Queue.redis_queues_keys, queue_key),
+        ("HSET", key, *fields),
+        # RQ also sets the expiry of the job's dependents and dependencies sets, which a new job does not have.
+        ("EXPIRE", key, settings.queued_ttl),
+        ("RPUSH", queue_key, job_id),
+        *recent(job_id, now),
+        events.on_submit(job_type.name),
+    ]
 
 
 def schedule(connection: Redis, job_type: catalog.JobType, params: dict[str, Any], settings: Settings, *,
@@ -85,8 +85,7 @@ def schedule(connection: Redis, job_type: catalog.JobType, params: dict[str, Any
              charge: enqueue_script.Charge | None = None) -> dict[str, Any]:
     """Schedule a validated job for ``at`` through RQ (its scheduler enqueues it then); returns its API view."""
     if charge is not None:  # charged on its own first: RQ's scheduling path writes as it goes
-        with connection.pipeline() as pipe:
-            enqueue_script.run(connection, pipe, charge)
+        enqueue_script.run(connection, [], charge)
     # The queued limit starts when it is due, or a job 30 days ahead would expire unrun.
     ttl = settings.queued_ttl + max(0, int((at - datetime.now(UTC)).total_seconds()))
     rq_queue = Queue(queue, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
@@ -94,8 +93,8 @@ def schedule(connection: Redis, job_type: catalog.JobType, params: dict[str, Any
                               **rq_options(job_type, params, settings, ttl, meta))
     job = rq_queue.schedule_job(job, _whole_second_up(at))
     with connection.pipeline(transaction=False) as pipe:
-        index(pipe, job.id, job.created_at)
-        events.on_submit(job_type.name, pipe)
+        for command in (*recent(job.id, job.created_at), events.on_submit(job_type.name)):
+            pipe.execute_command(*command)
         pipe.execute()
     events.submitted(job.id, job_type.name, queue)
     return job_view(job)
@@ -114,8 +113,8 @@ def deferred_writes(connection: Redis, pipe: Pipeline, job_type: catalog.JobType
     job.save(pipeline=pipe)
     job.cleanup(ttl=job.ttl, pipeline=pipe)
     pipe.sadd(rq_queue.redis_queues_keys, rq_queue.key)
-    index(pipe, job.id, job.created_at)
-    events.on_submit(job_type.name, pipe)
+    for command in (*recent(job.id, job.created_at), events.on_submit(job_type.name)):
+        pipe.execute_command(*command)
     return job
 
 
@@ -149,7 +148,6 @@ def _whole_second_up(when: datetime) -> datetime:
     return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
 
 
-def index(pipe: Pipeline, job_id: str, created_at: datetime) -> None:
-    """Add a job to the recent jobs' index (bounded) on ``pipe``."""
-    pipe.zadd(RECENT_KEY, {job_id: created_at.timestamp()})
-    pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
+def recent(job_id: str, created_at: datetime) -> tuple[tuple[Any, ...], ...]:
+    """The commands that add a job to the recent jobs' index, which they keep bounded."""
+    return ("ZADD", RECENT_KEY, created_at.timestamp(), job_id), ("ZREMRANGEBYRANK", RECENT_KEY, 0, -RECENT_KEEP - 1)

@@ -1,5 +1,5 @@
 """The one script call that writes a submission: charge the client's rate limit first and, only if the charge
-fits, run the writes queued on a pipeline (a job, or a whole batch), atomically and in order.
+fits, run its writes (a job, or a whole batch), atomically and in order.
 
 The writes are the very commands RQ's enqueue issues (engine.enqueue), so RQ's data is byte for byte what RQ
 writes itself; only the transport changes, from a ``MULTI``/``EXEC`` whose every reply redis-py parses to one
@@ -10,7 +10,9 @@ and Redis refuses the whole call when it is out of memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -74,20 +76,26 @@ class Refused(Exception):
         self.charge, self.current, self.previous = charge, current, previous
 
 
-def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None) -> None:
-    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit.
+def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | None = None) -> None:
+    """Run ``commands`` in one script call, after ``charge``; raise Refused if it did not fit.
 
     Every submission's writes go through this one call, so whatever must follow them in the same round trip
     (a replica acknowledgement, say) has one place to go.
     """
-    args: list[object] = [0, 0, 0, 0] if charge is None else [
+    args: list[Any] = [0, 0, 0, 0] if charge is None else [
         charge.cost, charge.expire, repr(charge.in_view), charge.limit
     ]
-    for command, _options in pipe.command_stack:
+    for command in commands:
         args.append(len(command))
         args.extend(command)
     keys = [] if charge is None else [charge.current_key, charge.previous_key]
     current, previous, allowed = _SCRIPT(keys, args, client=connection)
-    pipe.reset()  # its commands ran in the script; nothing is left to execute
     if not allowed:
         raise Refused(charge, int(current), int(previous))  # type: ignore[arg-type]
+
+
+def stacked(pipe: Pipeline) -> list[Sequence[Any]]:
+    """The commands queued on ``pipe`` (RQ's own writes recorded there), taken off it to be run by ``run``."""
+    commands = [command for command, _options in pipe.command_stack]
+    pipe.reset()
+    return commands

@@ -1,7 +1,7 @@
 """One path for job events: a log line per event (submitted, started, finished, retried, failed, abandoned) and
 its metrics, called by enqueue and by the worker as hooks.
 
-Metric writes ride in the transaction that records the event anyway: the enqueue MULTI, the worker's start
+Metric writes ride in the transaction that records the event anyway: the enqueue's script call, the worker's start
 transaction, RQ's own success and failure transactions (the worker hands their pipeline in). Where there is
 none (a job recovered by the reaper, a handler run by RQ's registry cleanup) they are written at once.
 Metrics writes never fail a job: Redis trouble there is logged and the job goes on.
@@ -108,9 +108,10 @@ def _write_now(connection: Any, write: Write) -> None:
 
 
 # --- the hooks ----------------------------------------------------------------------------------------------
-def on_submit(kind: str, pipeline: Any) -> None:
-    """Enqueue: count a job of type ``kind`` in the enqueue's writes (``submitted`` logs it once they commit)."""
-    metrics.count(pipeline, metrics.SUBMITTED, kind)
+def on_submit(kind: str) -> tuple[str, str, str, int]:
+    """Enqueue: the write that counts a job of type ``kind``, for the enqueue's own (``submitted`` logs it once
+    they commit)."""
+    return metrics.counting(metrics.SUBMITTED, kind)
 
 
 def submitted(job_id: str, kind: str, queue: str) -> None:

@@ -1,6 +1,6 @@
 """The job lifecycle: the one submit path (priority, scheduling, idempotency), listing and waiting.
 
-Shared by the web API and the CLI; nothing here knows about HTTP.
+Shared by the web (API and form), the CLI and the clock; nothing here knows about HTTP.
 """
 
 from __future__ import annotations

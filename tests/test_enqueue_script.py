@@ -34,16 +34,15 @@ def rq_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_
     with redis.pipeline() as pipe:
         job = queue.enqueue_call(func=job_type.func_path, kwargs=PARAMS, pipeline=pipe, job_id=job_id,
                                  **enqueue.rq_options(job_type, PARAMS, settings, settings.queued_ttl, None))
-        enqueue.index(pipe, job.id, job.created_at)
-        events.on_submit(job_type.name, pipe)
+        for command in (*enqueue.recent(job.id, job.created_at), events.on_submit(job_type.name)):
+            pipe.execute_command(*command)
         pipe.execute()
 
 
 def our_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str,
                 charge: enqueue_script.Charge | None = None) -> None:
-    with redis.pipeline() as pipe:
-        enqueue.queued_writes(pipe, job_type, PARAMS, settings, queue="default", job_id=job_id, now=NOW)
-        enqueue_script.run(redis, pipe, charge)
+    writes = enqueue.queued_writes(job_type, PARAMS, settings, queue="default", job_id=job_id, now=NOW)
+    enqueue_script.run(redis, writes, charge)
 
 
 def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, bool]]:
