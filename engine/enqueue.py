@@ -2,7 +2,7 @@
 the submitted counter, in one script call after a client's rate-limit charge (engine.enqueue_script).
 
 A job that runs now is written without RQ's ``Job`` object, whose construction, serialisation and enqueue
-bookkeeping were most of a submit's CPU: ``queued_writes`` puts the very commands ``Queue.enqueue_call`` issues,
+bookkeeping were most of a submit's CPU: ``queued_writes`` gives the very commands ``Queue.enqueue_call`` issues,
 field by field in RQ's order and format. tests/test_enqueue_script.py proves the result byte for byte against
 RQ's own enqueue and reads it back through RQ's readers. A scheduled job, rare and not on the hot path, takes
 RQ's own path; so does a batch's aggregate (engine.batches), whose dependencies RQ records.
