@@ -19,9 +19,12 @@ from rq import Queue
 from rq.job import Job
 
 from engine import catalog
+from engine.enqueue import RECENT_KEY, enqueue
 from engine.enqueue_script import Charge
-from engine.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
-from engine.settings import Settings
+from engine.errors import InvalidRequest
+from engine.queues import SERIALIZER, CatalogJob, fetch_job
+from engine.settings import QUEUE_NAMES, Settings
+from engine.status import TERMINAL, job_status
 
 DEFAULT_PRIORITY = "default"
 MAX_AHEAD = timedelta(days=30)
@@ -33,14 +36,6 @@ LIST_DEFAULT_LIMIT = 20
 LIST_MAX_LIMIT = 100
 LIST_SCAN_BUDGET = 500  # most index entries one list request examines, whatever the filters
 STATUSES = ("queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped")
-
-
-class InvalidRequest(ValueError):
-    """A submission option is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class IdempotencyConflict(Exception):

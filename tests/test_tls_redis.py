@@ -9,8 +9,8 @@ import pytest
 import trustme
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from engine.connection import connect
 from engine.embedded_redis import RedisServer, free_port
-from engine.queues import connect
 from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD, wait_for_job
 from tests.system_packages import tls_redis_server
@@ -37,19 +37,18 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory):
     ca.cert_pem.write_to_path(str(paths["ca"]))
     cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
     cert.private_key_pem.write_to_path(str(paths["key"]))
+    # The shipped Valkey server has no TLS: these tests need a redis-server built with it (Debian's is).
     binary, refusals = tls_redis_server()
     if binary is None:
         no_tls("; ".join(refusals) + ". Debian's redis-server package serves TLS: `python -m tests.system_packages` "
                "installs it as root, or set REDIS_SERVER to one built with TLS")
     port = free_port()
-    server = RedisServer(directory, extra=(
+    server = RedisServer(directory, binary=binary, extra=(
         f"tls-port {port}", f"tls-cert-file {paths['cert']}", f"tls-key-file {paths['key']}",
         f"tls-ca-cert-file {paths['ca']}", "tls-auth-clients no",
     ))
     try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("REDIS_SERVER", binary)
-            server.start(timeout=30)
+        server.start(timeout=30)
     except RuntimeError as exc:  # it serves TLS, so this is a real start-up failure; the message has what Redis said
         server.stop()
         pytest.fail(f"TLS Redis did not start: {exc}", pytrace=False)

@@ -7,7 +7,10 @@ from typing import Any
 from flask import Blueprint, jsonify, request, url_for
 
 from engine import batches, catalog, lifecycle
-from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
+from engine.cancel import NotCancelable, cancel_job
+from engine.errors import InvalidRequest
+from engine.queues import fetch_job
+from engine.status import job_view
 from web import access, ratelimit, state
 from web.errors import ApiError
 
@@ -55,7 +58,7 @@ def validated_submission(body: dict[str, Any]) -> lifecycle.Submission:
             job_type, params, lifecycle.parse_priority(body.get("priority")),
             lifecycle.parse_run_at(body.get("delay_seconds"), body.get("at")),
         )
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
 
 
@@ -96,7 +99,7 @@ def list_jobs():
         jobs, cursor = lifecycle.list_jobs(
             state.redis(), status, request.args.get("type") or None, limit, request.args.get("cursor")
         )
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     return jsonify(jobs=[job_view(job) for job in jobs], next_cursor=cursor)
 
@@ -157,7 +160,7 @@ def submit_batch():
         job_type, items = batches.validate_items(body.get("type"), body.get("items"))
     except catalog.UnknownJobType as exc:
         raise ApiError(422, "unknown_job_type", str(exc)) from None
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     record = batches.create_batch(state.redis(), state.queues()[priority], job_type, items, state.settings())
     view = batches.batch_view(state.redis(), record["id"])

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from engine import batches, catalog, lifecycle
-from engine.queues import QUEUE_NAMES
+from engine.settings import QUEUE_NAMES
 from web.errors import MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)

@@ -14,7 +14,10 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from engine import catalog
-from engine.queues import SERIALIZER, CatalogJob, NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
+from engine.cancel import NotCancelable, cancel_job
+from engine.enqueue import enqueue
+from engine.queues import SERIALIZER, CatalogJob, fetch_job
+from engine.status import job_status, job_view
 from web import access, forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
