@@ -107,9 +107,13 @@ def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, 
 
 
 def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-                      key: str, fingerprint: str) -> tuple[Job, bool]:
-    """Submit once per Idempotency-Key: ``(job, created)``; a reused key returns the first job."""
-    redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+                      key: str, fingerprint: str, scope: str = "") -> tuple[Job, bool]:
+    """Submit once per Idempotency-Key of a client ``scope``: ``(job, created)``; a reused key returns the first job.
+
+    Keys live per scope (the web passes its client key), so another client's identical key neither finds this
+    client's job nor blocks it with a 409; code inside the deployment (the CLI) shares the empty scope.
+    """
+    redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
     job_id = str(uuid.uuid4())
     claim = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
     # A key outliving its job would answer 409 until it expired: it lives no longer than the job can.

@@ -123,7 +123,7 @@ def test_one_limit_per_client_across_routes_in_the_real_server(serve):
     job_id = json.loads(request(port, "POST", "/api/jobs", body=VALID)[2])["id"]
     items = [{"url": "https://a.example/"}, {"url": "https://b.example/"}]
     assert request(port, "POST", "/api/batches", body={"type": "count_words_at_url", "items": items})[0] == 202
-    assert request(port, "POST", f"/api/jobs/{job_id}/cancel")[0] == 200  # 4 of 4
+    assert request(port, "POST", f"/api/jobs/{job_id}/cancel", body={})[0] == 200  # 4 of 4
     status, headers, body = request(port, "POST", "/api/jobs", body=VALID)
     assert status == 429 and int(headers["retry-after"]) > 0
     assert json.loads(body)["error"]["code"] == "too_many_requests"

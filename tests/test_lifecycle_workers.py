@@ -85,13 +85,13 @@ def test_wait_answers_when_the_job_ends(client, worker, page_server):
 def test_cancel_started_job_stops_it(client, worker, slow_server):
     job = submit(client, slow_server.url(30))
     assert wait_for_status(client, job["id"], "started")["status"] == "started", worker.log()
-    response = client.post(f"/api/jobs/{job['id']}/cancel")
+    response = client.post(f"/api/jobs/{job['id']}/cancel", json={})
     assert response.status_code == 200
     assert response.get_json()["status"] in ("started", "stopped")  # the API waits up to 5 s for the worker
     body = wait_for_status(client, job["id"], "stopped")
     assert body["status"] == "stopped", worker.log()
     assert body["error"]["type"] == "Stopped"
-    assert_error(client.post(f"/api/jobs/{job['id']}/cancel"), 409, "not_cancelable")
+    assert_error(client.post(f"/api/jobs/{job['id']}/cancel", json={}), 409, "not_cancelable")
 
 
 def test_cancel_finished_or_failed_job_is_409(client, worker, page_server):
@@ -101,7 +101,7 @@ def test_cancel_finished_or_failed_job_is_409(client, worker, page_server):
     assert wait_for_job(client, finished["id"])["status"] == "finished"
     assert wait_for_job(client, failed["id"])["status"] == "failed"
     for job_id, status in ((finished["id"], "finished"), (failed["id"], "failed")):
-        error = assert_error(client.post(f"/api/jobs/{job_id}/cancel"), 409, "not_cancelable")
+        error = assert_error(client.post(f"/api/jobs/{job_id}/cancel", json={}), 409, "not_cancelable")
         assert status in error["message"]
 
 
