@@ -16,7 +16,7 @@ from redis import Redis
 from rq.job import Dependency
 
 from engine import catalog, enqueue_script, events
-from engine.enqueue import deferred_writes, queued_writes
+from engine.enqueue import deferred_writes, durable, queued_writes, withdraw
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -71,7 +71,12 @@ def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items
     # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
     ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
     commands.append(("SET", BATCH_PREFIX + batch_id, json.dumps(record), "EX", ttl))
-    enqueue_script.run(connection, commands)
+    try:
+        enqueue_script.run(connection, commands, durable=durable(settings))
+    except enqueue_script.NotReplicated as exc:
+        withdraw(connection, queue, [*item_ids, aggregate.id], exc)
+        connection.delete(BATCH_PREFIX + batch_id)
+        raise
     for item_id in item_ids:
         events.submitted(item_id, job_type.name, queue)
     events.submitted(aggregate.id, job_type.batch_aggregate, queue)

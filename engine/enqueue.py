@@ -11,6 +11,7 @@ RQ's own path; so does a batch's aggregate (engine.batches), whose dependencies 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -18,13 +19,16 @@ from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 
 from engine import catalog, enqueue_script, events
 from engine.queues import SERIALIZER, CatalogJob
-from engine.settings import Settings
+from engine.settings import Settings, wait_replicas
 from engine.status import job_view, view
+
+log = logging.getLogger("engine.enqueue")
 
 RECENT_KEY = "stack:jobs:recent"  # sorted set: job id → enqueue time, newest last
 RECENT_KEEP = 10_000  # bounded: the list is for people, the registries hold the rest
@@ -41,8 +45,12 @@ def enqueue(connection: Redis, job_type: catalog.JobType, params: dict[str, Any]
     """
     job_id = job_id or str(uuid.uuid4())
     now = datetime.now(UTC)
-    enqueue_script.run(connection, queued_writes(job_type, params, settings, queue=queue, job_id=job_id, now=now,
-                                                 meta=meta), charge)
+    writes = queued_writes(job_type, params, settings, queue=queue, job_id=job_id, now=now, meta=meta)
+    try:
+        enqueue_script.run(connection, writes, charge, durable(settings))
+    except enqueue_script.NotReplicated as exc:
+        withdraw(connection, queue, [job_id], exc)
+        raise
     events.submitted(job_id, job_type.name, queue)
     return view(job_id, job_type.name, params, "queued", now, now)
 
@@ -95,7 +103,14 @@ def schedule(connection: Redis, job_type: catalog.JobType, params: dict[str, Any
     with connection.pipeline(transaction=False) as pipe:
         for command in (*recent(job.id, job.created_at), events.on_submit(job_type.name)):
             pipe.execute_command(*command)
-        pipe.execute()
+        wait = durable(settings)
+        if wait is not None:
+            pipe.wait(wait.replicas, wait.timeout_ms)  # covers RQ's writes above too: they came first
+        replies = pipe.execute()
+    if wait is not None and replies[-1] < wait.replicas:
+        exc = enqueue_script.NotReplicated(wait, replies[-1])
+        withdraw(connection, queue, [job.id], exc)
+        raise exc
     events.submitted(job.id, job_type.name, queue)
     return job_view(job)
 
@@ -116,6 +131,39 @@ def deferred_writes(connection: Redis, pipe: Pipeline, job_type: catalog.JobType
     for command in (*recent(job.id, job.created_at), events.on_submit(job_type.name)):
         pipe.execute_command(*command)
     return job
+
+
+def durable(settings: Settings) -> enqueue_script.Durable | None:
+    """The WAIT a submission needs before it is acknowledged, if any (engine.settings.wait_replicas)."""
+    replicas = wait_replicas(settings)
+    return enqueue_script.Durable(replicas, settings.redis_wait_timeout_ms) if replicas else None
+
+
+# Undo a submission no replica confirmed: take it off its queue or registry and delete it, unless a worker
+# already took it (then it is whole and runs: at least once, like any job). Either way nothing is half-made.
+_WITHDRAW = """
+local gone = redis.call('LREM', KEYS[1], 0, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+    + redis.call('ZREM', KEYS[3], ARGV[1])
+if gone > 0 then
+    redis.call('DEL', KEYS[4])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+end
+return gone
+"""
+
+
+def withdraw(connection: Redis, queue: str, job_ids: list[str], reason: enqueue_script.NotReplicated) -> None:
+    """Undo the submission of ``job_ids`` (the API answers 503 for it), except those a worker already took."""
+    rq_queue = Queue(queue, connection=connection)
+    for job_id in job_ids:
+        keys = [rq_queue.key, rq_queue.scheduled_job_registry.key, rq_queue.deferred_job_registry.key,
+                Job.key_for(job_id), RECENT_KEY]
+        try:
+            withdrawn = connection.eval(_WITHDRAW, len(keys), *keys, job_id)
+        except RedisError:  # the primary just went away: the job is on no replica either, so it is gone
+            withdrawn = None
+        log.warning("job %s not acknowledged (%s); %s", job_id, reason,
+                    "a worker had already taken it, so it runs" if withdrawn == 0 else "withdrawn")
 
 
 def retry_intervals(job_type: catalog.JobType, settings: Settings) -> list[int]:
