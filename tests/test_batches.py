@@ -1,6 +1,7 @@
 """Batches: validation (real Redis), created whole or not at all, and the aggregate through real workers, with
 failed, canceled and stopped items."""
 
+import dataclasses
 import time
 from contextlib import contextmanager
 
@@ -12,6 +13,7 @@ from rq.job import Job
 from rq.registry import DeferredJobRegistry
 
 from engine import batches, catalog
+from engine.enqueue_script import NotReplicated
 from engine.queues import SERIALIZER
 from jobs.wordcount.aggregate import summarise
 from tests.slowserver import serving
@@ -97,6 +99,17 @@ def test_a_redis_failure_leaves_no_part_of_a_batch(redis, settings, failure):
     assert set(redis.keys("*")) == before  # no job, queue entry, registry entry, index entry or batch record
     batches.create_batch(redis, "default", job_type, items, settings)  # and with Redis well again, it all works
     assert redis.llen("rq:queue:default") == 5 and len(redis.keys("stack:batch:*")) == 1
+
+
+def test_a_batch_no_replica_confirms_is_withdrawn_whole(redis, settings):
+    job_type = catalog.get("count_words_at_url")
+    items = [job_type.validate({"url": f"https://example.com/{i}"}) for i in range(3)]
+    # This Redis has no replica: asking for one makes the batch's write time out unconfirmed, and be withdrawn.
+    unconfirmed = dataclasses.replace(settings, redis_wait_replicas=1, redis_wait_timeout_ms=10)
+    with pytest.raises(NotReplicated):
+        batches.create_batch(redis, "default", job_type, items, unconfirmed)
+    assert not redis.keys("rq:job:*") and not redis.keys("stack:batch:*") and not redis.zcard("stack:jobs:recent")
+    assert not redis.llen("rq:queue:default") and not redis.zcard("rq:deferred:default")
 
 
 @pytest.mark.parametrize(
