@@ -65,6 +65,17 @@ def test_jobs_carry_their_client_and_anonymous_ones_are_kept_a_day(env, redis):
     assert redis.hmget(f"rq:job:{with_token}", "result_ttl", "failure_ttl") == [b"604800", b"604800"]
 
 
+
+def test_scheduled_and_batch_jobs_carry_their_client_too(env, redis):
+    """RQ's own path (a scheduled job, a batch's aggregate) records the client and the anonymous TTLs as well."""
+    client = make_client(env, quota=10)
+    scheduled = client.post("/api/jobs", json={**JOB, "delay_seconds": 60}, environ_base=SOMEONE).get_json()["id"]
+    batch = client.post("/api/batches", json={"type": "count_words_at_url", "items": [JOB["params"]]},
+                        environ_base=SOMEONE).get_json()
+    for job_id in (scheduled, *(item["id"] for item in batch["items"]), batch["aggregate_id"]):
+        assert redis.hget(f"rq:job:{job_id}", "client") == b"address:203.0.113.7"
+        assert redis.hmget(f"rq:job:{job_id}", "result_ttl", "failure_ttl") == [b"86400", b"86400"]
+
 def test_the_embedded_redis_is_bounded_and_never_evicts_jobs(redis):
     assert redis.config_get("maxmemory") == {"maxmemory": str(256 * 2**20)}
     assert redis.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
