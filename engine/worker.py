@@ -48,6 +48,7 @@ from engine import events, failure, logs, recovery
 from engine.connection import eviction_warning
 from engine.handoff import HOLD, STOP, SafeQueue, give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
+from engine.scheduler import KeepsScheduler
 from engine.settings import Settings
 from engine.watchdog import WatchdogDeathPenalty, raise_in_thread
 
@@ -121,7 +122,7 @@ def queue_names(queues: Any) -> list[str]:
     return [q.name if isinstance(q, Queue) else str(q) for q in items]
 
 
-class StackWorker(SimpleWorker):
+class StackWorker(KeepsScheduler, SimpleWorker):
     """RQ's SimpleWorker running up to ``threads`` catalogued JSON jobs at once, with the guarantees above."""
 
     death_penalty_class = WatchdogDeathPenalty  # SIGALRM cannot reach job threads
@@ -168,7 +169,8 @@ class StackWorker(SimpleWorker):
         warning = eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
-        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)
+        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after,
+                                       running=self.running_job_ids)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
         HOLD.batch = self.threads
@@ -267,6 +269,11 @@ class StackWorker(SimpleWorker):
             finally:
                 self._local.job_id = self._local.job = None
                 self._forget(entry)
+
+    def running_job_ids(self) -> set[str]:
+        """The jobs handed to a thread and not yet recorded as ended (the beacon's failover check reads it)."""
+        with self._changed:
+            return set(self._running)
 
     def _forget(self, entry: Running) -> None:
         with self._changed:
