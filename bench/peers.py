@@ -168,7 +168,10 @@ def _statuses(conn: Redis, keys: list[str]) -> dict[str, int]:
         types = pipe.execute()
     with conn.pipeline(transaction=False) as pipe:
         for key, kind in zip(keys, types, strict=True):
-            pipe.lindex(key, 0) if kind == b"list" else pipe.get(key)
+            if kind == b"list":
+                pipe.lindex(key, 0)
+            else:
+                pipe.get(key)
         stored = pipe.execute()
     counts: dict[str, int] = {}
     for raw in stored:
