@@ -73,12 +73,13 @@ def test_a_batch_reads_back_through_rq_as_rq_records_it(client, redis):
 @contextmanager
 def out_of_memory(redis):
     """Redis at its memory limit, refusing writes (noeviction), for the length of the block."""
+    before = redis.config_get("maxmemory")["maxmemory"]  # the session's server is shared: put its limit back
     redis.config_set("maxmemory-policy", "noeviction")
     redis.config_set("maxmemory", 1)
     try:
         yield
     finally:
-        redis.config_set("maxmemory", 0)
+        redis.config_set("maxmemory", before)
 
 
 @contextmanager
