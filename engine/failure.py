@@ -1,7 +1,8 @@
 """The error policy: what a failed attempt records for users, and whether it is retried.
 
-``record_error`` is an RQ exception handler. It stores a readable ``{"type", "message"}`` in ``job.meta``
-(never a traceback), fails permanent errors at once and stretches the next retry to a server's Retry-After.
+``record_error`` is an RQ exception handler. It puts a readable ``{"type", "message"}`` in ``job.meta`` (never a
+traceback; the worker writes the meta with the failure's records), fails permanent errors at once and stretches
+the next retry to a server's Retry-After.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def is_expected(exc_value: BaseException | None) -> bool:
 
 
 def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object) -> bool:
-    """Store a readable ``{"type", "message"}`` on the job; permanent errors are not retried."""
+    """Put a readable ``{"type", "message"}`` on the job; permanent errors are not retried."""
     failures = int(job.meta.get("failures", 0)) + 1
     kind, message = describe(job, exc_type, exc_value)
     if isinstance(exc_value, PermanentError | DeserializationError):
@@ -43,7 +44,6 @@ def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object)
     if not job.should_retry and failures > 1:
         message = f"{message} (gave up after {failures} attempts)"
     job.meta.update(failures=failures, error={"type": kind, "message": message})
-    job.save_meta()
     return True  # go on to the next handler, then RQ retries or fails the job
 
 

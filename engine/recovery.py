@@ -282,7 +282,7 @@ class Beacon(threading.Thread):
     def stop(self) -> None:
         """Stop beating and say so, so the worker's jobs (none, after a clean stop) are judged at once."""
         self._stopping.set()
-        self.join(timeout=5)
+        self.join(timeout=1)  # a beat stuck on an unreachable Redis must not hold up the exit
         try:
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
         except RedisError:
