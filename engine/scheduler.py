@@ -47,7 +47,7 @@ class SchedulerThread(threading.Thread):
     def stop(self) -> None:
         """Stop the loop and give the locks back, so another worker's scheduler takes over at once."""
         self._stopping.set()
-        self.join(timeout=5)
+        self.join(timeout=2)
         try:
             if self.scheduler.acquired_locks:
                 self.scheduler.stop()

@@ -256,7 +256,8 @@ class StackWorker(BaseWorker):
             try:
                 return batch.send()
             except recovery.REDIS_DOWN:
-                self._wait_for_redis()
+                if not self._wait_for_redis():
+                    raise  # stopping: the reaper recovers what this worker could not record
                 if ended and not self._still_started(ended[0]):
                     return []
 
@@ -366,10 +367,11 @@ class StackWorker(BaseWorker):
         self.stopping = True
         self.exit_code = RECYCLE
 
-    def _wait_for_redis(self) -> None:
-        """Wait for Redis; after SIGTERM only while jobs may still finish within the grace period."""
-        recovery.wait_for_redis(self.connection, lambda: self.stopping and (not self.running or self._grace_over()),
-                                self.log)
+    def _wait_for_redis(self) -> bool:
+        """Wait for Redis (True once it answers); after SIGTERM only while jobs may still end within the grace."""
+        gave_up = lambda: self.stopping and (not self.running or self._grace_over())  # noqa: E731
+        recovery.wait_for_redis(self.connection, gave_up, self.log)
+        return not gave_up()
 
     # --- start, stop and commands ------------------------------------------------------------------------------
     def _start(self, logging_level: str | None, date_format: str, log_format: str, with_scheduler: bool,
@@ -436,9 +438,9 @@ class StackWorker(BaseWorker):
             self._scheduler.stop()
         try:
             self.register_death()
-        except RedisError as exc:
+            self.unsubscribe()
+        except RedisError as exc:  # its key expires; nothing else is left behind
             self.log.warning("could not record this worker's death (%s)", type(exc).__name__)
-        self.unsubscribe()
         if self._beacon is not None:
             self._beacon.stop()
 
