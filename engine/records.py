@@ -86,16 +86,19 @@ class Batch:
         self._wanted: list[int] = []  # positions in the pipeline whose replies the caller asked for
         self.jobs = 0
 
-    def want_next(self) -> int:
-        """Ask for the reply of the next command written; returns a ticket for ``send``'s answer."""
-        self._wanted.append(len(self.pipe.command_stack))
+    def want(self, command: str, key: str, since: int = 0) -> int:
+        """Ask for the reply of the last ``command`` on ``key`` written since position ``since`` (without one, of
+        a new EXISTS of the key); returns a ticket for ``send``'s answer."""
+        stack = self.pipe.command_stack
+        for position in range(len(stack) - 1, since - 1, -1):
+            args = stack[position][0]
+            if str(args[0]).upper() == command and args[1] == key:
+                break
+        else:
+            position = len(stack)
+            self.pipe.execute_command("EXISTS", key)
+        self._wanted.append(position)
         return len(self._wanted) - 1
-
-    def want(self, command: str, key: str, *args: Any) -> int:
-        """Write one command whose reply is wanted; returns its ticket."""
-        ticket = self.want_next()
-        self.pipe.execute_command(command, key, *args)
-        return ticket
 
     def __len__(self) -> int:
         return len(self.pipe.command_stack)
@@ -112,11 +115,6 @@ class Batch:
         return list(run_script(self.connection, REPLAY_SCRIPT, [], argv) or [])
 
 
-def dependents_ticket(batch: Batch, job: Job) -> int:
-    """Ask whether the job has dependents (RQ keeps them in a set that exists only when there are some)."""
-    return batch.want("EXISTS", job.dependents_key)
-
-
 def finished(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution: Execution, value: Any) -> None:
     """What RQ's ``handle_job_success`` writes, its watched dependents aside (see ``release_dependents``)."""
     result_ttl = job.get_result_ttl(worker.default_result_ttl)
@@ -130,7 +128,7 @@ def finished(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution
         job.finished_job_registry.add(job, result_ttl, pipe)
     job.cleanup(result_ttl, pipeline=pipe, remove_from_queue=False)
     worker.cleanup_execution(job, pipeline=pipe, execution=execution)
-    pipe.hincrby(worker.key, "successful_job_count", 1)
+    worker.increment_successful_job_count(pipeline=pipe)
     _working_time(worker, job, batch)
 
 
@@ -151,7 +149,7 @@ def failed(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution: 
         Result.create_failure(job, job.failure_ttl, exc_string=exc_string, worker_name=worker.name, pipeline=pipe,
                               execution_id=execution.id, execution_started_at=execution.created_at,
                               execution_ended_at=job.ended_at)
-    pipe.hincrby(worker.key, "failed_job_count", 1)
+    worker.increment_failed_job_count(pipeline=pipe)
     _working_time(worker, job, batch)
     if retry:
         interval = job.get_retry_interval()

@@ -54,7 +54,7 @@ from rq.worker import BaseWorker, WorkerStatus
 from engine import events, failure, logs, recovery, scheduler
 from engine.handoff import Claim, claim, poll_pause
 from engine.queues import SERIALIZER, CatalogJob
-from engine.records import Batch, dependents_ticket, failed, finished
+from engine.records import Batch, failed, finished
 from engine.settings import Settings
 from engine.watchdog import WATCHDOG, raise_in_thread
 
@@ -219,27 +219,29 @@ class StackWorker(BaseWorker):
         tickets = {}
         with events.deferred():
             for run in ended:
-                tickets[run.job.id] = dependents_ticket(batch, run.job)
-                self._record(batch, run)
+                since = len(batch)
+                if self._record(batch, run):  # it ended for good: do dependents wait for it?
+                    # RQ's cleanup EXPIREs the dependents' set, which exists only when there are some.
+                    tickets[run.job.id] = batch.want("EXPIRE", run.job.dependents_key, since)
             if ended and len(ended) == len(self.running):
                 self.set_state(WorkerStatus.IDLE, pipeline=batch.pipe)
             events.flush(batch.pipe)
         replies = self._send(batch, ended)
         for run in ended:
             self.running.pop(run.job.id, None)
-            if replies and replies[tickets[run.job.id]]:  # after the commit, as RQ's failure path does
+            if run.job.id in tickets and replies and replies[tickets[run.job.id]]:  # after the commit, as RQ does
                 run.queue.enqueue_dependents(run.job)
         return len(ended)
 
-    def _record(self, batch: Batch, run: Running) -> None:
-        """One job's end: RQ's records (and the handlers for a failure) into the batch."""
+    def _record(self, batch: Batch, run: Running) -> bool:
+        """One job's end: RQ's records (and the handlers for a failure) into the batch; False if it is retried."""
         job = run.job
         job.ended_at = job.last_heartbeat = now()
         if run.exc_info is None:
             with logs.context(job.meta.get("request_id"), job.id):
                 finished(batch, self, job, run.queue, run.execution, run.value)
                 events.on_finish(job, batch.pipe)
-            return
+            return True
         exc_type, exc_value, tb = run.exc_info
         stopped = isinstance(exc_value, JobStopped)
         with logs.context(job.meta.get("request_id"), job.id):
@@ -247,7 +249,7 @@ class StackWorker(BaseWorker):
                 self.log.error("Worker %s: job %s: exception raised while executing\n%s", self.name, job.id,
                                format_exc_info(run.exc_info))
             call_exception_handlers(self.handlers, job, exc_type, exc_value, tb)
-            failed(batch, self, job, run.queue, run.execution, format_exc_info(run.exc_info), stopped)
+            return not failed(batch, self, job, run.queue, run.execution, format_exc_info(run.exc_info), stopped)
 
     def _send(self, batch: Batch, ended: list[Running]) -> list[Any]:
         """Send the batch; if Redis goes away, wait for it and send again unless the first one landed."""
