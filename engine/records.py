@@ -38,17 +38,21 @@ return replies
 _SUMMED = {"HINCRBY": int, "HINCRBYFLOAT": float}
 
 
-def compact(commands: Sequence[Sequence[Any]], wanted: set[int]) -> tuple[list[list[Any]], list[int]]:
+def compact(commands: Sequence[Sequence[Any]], wanted: set[int], absent: frozenset[Any] = frozenset()
+            ) -> tuple[list[list[Any]], list[int]]:
     """The same writes in fewer commands; returns them and the new positions of the ``wanted`` ones.
 
     Increments of one hash field are summed, repeated SADDs of one member dropped and successive HSETs of one hash
-    merged, as long as no other command on that key comes between (then the order is kept as it was).
+    merged, as long as no other command on that key comes between (then the order is kept as it was). An EXPIRE of
+    a key known ``absent`` changes nothing, so it is dropped.
     """
     out: list[list[Any]] = []
     open_: dict[Any, dict[Any, int]] = {}  # key → what later commands on it may join: (name, field) → position
     positions = []
     for index, command in enumerate(commands):
         name, key = str(command[0]).upper(), command[1] if len(command) > 1 else None
+        if name == "EXPIRE" and key in absent and index not in wanted:
+            continue
         joinable = open_.setdefault(key, {})
         if index in wanted:
             open_.pop(key)
@@ -84,6 +88,7 @@ class Batch:
         self.connection = connection
         self.pipe = connection.pipeline(transaction=False)
         self._wanted: list[int] = []  # positions in the pipeline whose replies the caller asked for
+        self.absent: set[str] = set()  # keys known not to exist (RQ's cleanup EXPIREs them all the same)
         self.jobs = 0
 
     def want(self, command: str, key: str, since: int = 0) -> int:
@@ -107,7 +112,8 @@ class Batch:
         """Run every write in one script call; the wanted replies, by ticket."""
         if not self.pipe.command_stack:
             return []
-        commands, positions = compact([args for args, _options in self.pipe.command_stack], set(self._wanted))
+        commands, positions = compact([args for args, _options in self.pipe.command_stack], set(self._wanted),
+                                      frozenset(self.absent))
         argv: list[Any] = []
         wanted = set(positions)
         for position, command in enumerate(commands):

@@ -85,6 +85,7 @@ class Running:
     inside: bool = False  # the thread is inside the job's code: a stop or timeout may be raised in it
     settled: bool = False  # its end is taken (by its thread, or by the main thread for a job blocked in C)
     stop_requested: float | None = None  # monotonic time of a stop-job command
+    has_dependencies: bool = False  # whether it waited for other jobs (RQ keeps a set of them only then)
     value: Any = None
     exc_info: tuple[Any, Any, Any] | None = None
 
@@ -191,7 +192,8 @@ class StackWorker(BaseWorker):
         job.restore(claimed.raw)  # the hash as it was before the claim started it: add what the claim wrote
         job.worker_name, job.started_at = self.name, claimed.execution.created_at
         job.last_heartbeat = job.started_at
-        run = Running(job, self._queues[claimed.queue_key], claimed.execution)
+        run = Running(job, self._queues[claimed.queue_key], claimed.execution,
+                      has_dependencies=b"dependency_ids" in claimed.raw or b"dependency_id" in claimed.raw)
         self.executions[claimed.execution.id] = claimed.execution
         self.running[job.id] = run
         events.on_start(job, self.name, self._pending().pipe)  # its queue wait rides in the next finish
@@ -237,6 +239,8 @@ class StackWorker(BaseWorker):
         """One job's end: RQ's records (and the handlers for a failure) into the batch; False if it is retried."""
         job = run.job
         job.ended_at = job.last_heartbeat = now()
+        if not run.has_dependencies:
+            batch.absent.add(job.dependencies_key)
         if run.exc_info is None:
             with logs.context(job.meta.get("request_id"), job.id):
                 finished(batch, self, job, run.queue, run.execution, run.value)
