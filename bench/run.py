@@ -3,6 +3,7 @@
 Starts its own redis-server on a free loopback port, then measures, in order:
 1. no-op jobs: the Procfile's worker as shipped (and other shapes) vs stock ``rq worker`` (jobs/s, Redis
    commands, worker CPU per job), and Redis round trips per job counted on the client (bench/profile.py);
+   Dramatiq and Celery on the same Redis as yardsticks (bench/peers.py);
 2. I/O-bound jobs: ``count_words_at_url`` against a local page server that answers after 100 ms;
 3. faults: SIGKILL the whole worker with 16+ jobs in flight, SIGTERM it with jobs running; recovery times;
 4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
@@ -282,6 +283,14 @@ def fault_sigterm(url: str, env: dict[str, str], logdir: Path, grace: int = 3) -
             "lost": sum(s != "finished" for s, _ in states.values())}
 
 
+def run_peers(url: str, n: int, logdir: Path) -> list[dict[str, Any]]:
+    """Dramatiq and Celery on the same Redis, no-op jobs with results kept (bench/peers.py)."""
+    os.environ["REDIS_URL"] = url  # the peers' brokers read it when bench.peers is imported
+    from bench import peers
+
+    return [peers.run_peer(label, url, n, logdir) for label in peers.PEERS]
+
+
 def round_trips(url: str, n: int) -> dict[str, float]:
     """Redis round trips per no-op job counted on the client (bench/profile.py), stock vs ours."""
     from bench import profile as prof
@@ -293,10 +302,10 @@ def round_trips(url: str, n: int) -> dict[str, float]:
     queues = [make_queues(conn)[q] for q in QUEUE_NAMES]
     stock_rt, _ = prof.per_job(conn, lambda: prof.SimpleWorker(queues, connection=conn, serializer=SERIALIZER,
                                                                job_class=CatalogJob), n)
-    ours_rt, _ = prof.per_job(conn, lambda: prof.InlineStack(QUEUE_NAMES, connection=conn, settings=settings,
-                                                             threads=1), n)
+    ours_rt, _ = prof.per_job(conn, lambda: prof.StackWorker(QUEUE_NAMES, connection=conn, settings=settings,
+                                                             threads=8), n)
     conn.close()
-    return {"stock": round(sum(stock_rt.values()), 1), "ours_inline_one_thread": round(sum(ours_rt.values()), 1)}
+    return {"stock": round(sum(stock_rt.values()), 2), "ours_8_threads": round(sum(ours_rt.values()), 2)}
 
 
 # --- HTTP -------------------------------------------------------------------------------------------------
@@ -424,10 +433,20 @@ def markdown(r: dict[str, Any]) -> str:
                          f"{row['redis_cpu_ms_per_job']} | "
                          f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
         lines.append("")
-    rt = r["round_trips"] or {"stock": "-", "ours_inline_one_thread": "-"}
+    rt = r["round_trips"] or {"stock": "-", "ours_8_threads": "-"}
     lines += [f"Redis round trips per no-op job (client-side count, bench/profile.py): stock SimpleWorker "
-              f"**{rt['stock']}**, our StackWorker run inline on one thread **{rt['ours_inline_one_thread']}** "
-              "(with free threads a claim takes several jobs in one round trip, so fewer).", ""]
+              f"**{rt['stock']}**, our StackWorker with 8 threads **{rt['ours_8_threads']}** (one claim and one "
+              "finish call serve every job that fits between them).", ""]
+    ours = next((row for row in r["noop"] if row["setup"].startswith("ours as shipped")), None)
+    if r.get("peers") and ours:
+        lines += ["## Against the peers (no-op jobs, same Redis, same run)", "",
+                  "| peer | jobs/s | Redis cmds/job | worker CPU ms/job | Redis CPU ms/job | ours ÷ peer jobs/s |",
+                  "|---|---|---|---|---|---|"]
+        for row in r["peers"]:
+            ratio = ours["jobs_per_s"] / row["jobs_per_s"] if row["jobs_per_s"] else float("nan")
+            lines.append(f"| {row['setup']} | {row['jobs_per_s']} | {row['redis_commands_per_job']} | "
+                         f"{row['worker_cpu_ms_per_job']} | {row['redis_cpu_ms_per_job']} | {ratio:.2f} |")
+        lines.append("")
     f = r["faults"] or {"sigkill": "-", "sigterm": "-"}
     lines += ["## Faults (the worker as shipped)", "", "| fault | figures |", "|---|---|",
               f"| SIGKILL the whole worker (supervisor and processes) | {f['sigkill']} |",
@@ -490,6 +509,7 @@ def main() -> int:
             (ours(2, 1), noop["func"], n(3000)),
         )]
         result["round_trips"] = {} if args.http_only else round_trips(url, n(500))
+        result["peers"] = [] if args.http_only else run_peers(url, n(4000), out)
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
         result["io"] = [] if args.http_only else [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
             (stock(), n(40)),
