@@ -134,7 +134,7 @@ class StackWorker(BaseWorker):
         self.stopping = False
         self.stop_asked_at: float | None = None  # monotonic time of the first SIGTERM
         self._lock = threading.Lock()  # guards Running.inside/settled against stop-job and the main thread
-        self._inbox: stdlib_queue.SimpleQueue[Running | None] = stdlib_queue.SimpleQueue()
+        self._inbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._outbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._batch: Batch | None = None
         self._beacon: recovery.Beacon | None = None
@@ -232,7 +232,10 @@ class StackWorker(BaseWorker):
         for run in ended:
             self.running.pop(run.job.id, None)
             if run.job.id in tickets and replies and replies[tickets[run.job.id]]:  # after the commit, as RQ does
-                run.queue.enqueue_dependents(run.job)
+                try:
+                    run.queue.enqueue_dependents(run.job)
+                except RedisError:  # RQ's ready-registry cleanup enqueues them later
+                    self.log.exception("Worker %s: could not enqueue dependents of job %s", self.name, run.job.id)
         return len(ended)
 
     def _record(self, batch: Batch, run: Running) -> bool:
@@ -252,7 +255,10 @@ class StackWorker(BaseWorker):
             if not failure.is_expected(exc_value) and not stopped:
                 self.log.error("Worker %s: job %s: exception raised while executing\n%s", self.name, job.id,
                                format_exc_info(run.exc_info))
-            call_exception_handlers(self.handlers, job, exc_type, exc_value, tb)
+            try:
+                call_exception_handlers(self.handlers, job, exc_type, exc_value, tb)
+            except Exception:  # a broken handler must not take the loop down; the failure is recorded anyway
+                self.log.exception("Worker %s: an exception handler failed for job %s", self.name, job.id)
             return not failed(batch, self, job, run.queue, run.execution, format_exc_info(run.exc_info), stopped)
 
     def _send(self, batch: Batch, ended: list[Running]) -> list[Any]:
@@ -280,10 +286,9 @@ class StackWorker(BaseWorker):
 
     # --- job threads ------------------------------------------------------------------------------------------
     def _job_thread(self) -> None:
+        """Run the jobs handed over, one at a time, and put each in the outbox unless it was ended from outside."""
         while True:
             run = self._inbox.get()
-            if run is None:
-                return
             try:
                 self._perform(run)
             except BaseException:  # noqa: B036 - a stop or timeout that landed just after the job ended
@@ -309,10 +314,10 @@ class StackWorker(BaseWorker):
                 try:
                     run.value = job.perform()
                 finally:
-                    with self._lock:
-                        run.inside = False
                     if alarm is not None:
                         WATCHDOG.cancel(alarm)
+                    with self._lock:
+                        run.inside = False
         except BaseException:  # noqa: B036 - JobStopped and timeouts end the job like any error
             run.exc_info = sys.exc_info()
 
@@ -431,6 +436,7 @@ class StackWorker(BaseWorker):
             except RedisError as exc:  # the reaper re-queues it once Redis is back and this beacon is gone
                 self.log.warning("could not re-queue job %s (%s)", run.job.id, type(exc).__name__)
             self.running.pop(run.job.id, None)
+            self.executions.pop(run.execution.id, None)
 
     def _stop(self) -> None:
         """Finish what ended, re-queue what still runs, then RQ's death record; the beacon and scheduler stop."""
