@@ -141,7 +141,8 @@ class StackWorker(BaseWorker):
         self._scheduler: scheduler.SchedulerThread | None = None
         self._last_heartbeat = self._last_job_heartbeats = 0.0
         self._suspended = False
-        super().__init__(queue_names(queues), *args, **kwargs)
+        # RQ's own maintenance (its started-registry cleanup of abandoned jobs) calls them too.
+        super().__init__(queue_names(queues), *args, exception_handlers=self.handlers, **kwargs)
         self._queues = {queue.key: queue for queue in self.queues}
 
     # --- the loop -------------------------------------------------------------------------------------------
