@@ -35,22 +35,14 @@ from rq.registry import (
     StartedJobRegistry,
 )
 
-from clock import LEADER_KEY
-from engine import catalog, lifecycle
-from engine.queues import (
-    QUEUE_NAMES,
-    RECENT_KEY,
-    SERIALIZER,
-    TERMINAL,
-    CatalogJob,
-    NotCancelable,
-    cancel_job,
-    connect,
-    fetch_job,
-    job_view,
-    make_queues,
-)
-from engine.settings import ConfigError, Settings
+from engine import catalog, lifecycle, schedule
+from engine.cancel import NotCancelable, cancel_job
+from engine.connection import connect
+from engine.enqueue import RECENT_KEY
+from engine.errors import InvalidRequest
+from engine.queues import SERIALIZER, CatalogJob, fetch_job, make_queues
+from engine.settings import QUEUE_NAMES, ConfigError, Settings
+from engine.status import TERMINAL, job_view
 
 SUBMIT_OPTIONS = frozenset({"type", "param", "priority", "delay", "at", "idempotency_key", "wait", "timeout", "json"})
 REGISTRIES = {
@@ -102,7 +94,7 @@ def submission_from(args: argparse.Namespace) -> tuple[lifecycle.Submission, dic
             job_type, job_type.validate(params), lifecycle.parse_priority(args.priority),
             lifecycle.parse_run_at(args.delay, args.at),
         )
-    except (catalog.UnknownJobType, catalog.InvalidParams, lifecycle.InvalidRequest) as exc:
+    except (catalog.UnknownJobType, catalog.InvalidParams, InvalidRequest) as exc:
         raise CliError("invalid_request", str(exc), 2) from None
     return submission, body
 
@@ -231,7 +223,7 @@ def cmd_cancel(connection: Redis, settings: Settings, args: argparse.Namespace, 
 def cmd_list(connection: Redis, settings: Settings, args: argparse.Namespace, out: Output) -> int:
     try:
         jobs, cursor = lifecycle.list_jobs(connection, args.status, args.type, args.limit, args.cursor)
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise CliError("invalid_request", str(exc), 2) from None
     data = {"jobs": [job_view(job) for job in jobs], "next_cursor": cursor}
 
@@ -306,7 +298,7 @@ def stats(connection: Redis) -> dict[str, Any]:
         for w in Worker.all(connection=connection)
     ]
     scheduler = connection.get("rq:scheduler-lock:default")
-    clock = connection.get(LEADER_KEY)
+    clock = connection.get(schedule.LEADER_KEY)
     return {
         "queues": counts,
         "workers": workers,

@@ -21,10 +21,11 @@ from redis.exceptions import RedisError
 from rq.scripts import acquire_or_refresh_lock, release_lock
 
 from engine import catalog, schedule
-from engine.queues import connect, enqueue, make_queues
+from engine.connection import connect
+from engine.enqueue import enqueue
+from engine.queues import make_queues
 from engine.settings import ConfigError, Settings
 
-LEADER_KEY = "stack:clock:leader"
 FIRED_PREFIX = "stack:clock:fired:"
 LEASE_SECONDS = 15  # a dead leader is replaced within this long
 TICK_SECONDS = 1.0
@@ -47,7 +48,7 @@ class Clock:
 
     def tick(self, now: datetime | None = None) -> list[str]:
         """One round: renew or take the lease, then enqueue every due slot; returns the job ids enqueued."""
-        outcome = acquire_or_refresh_lock(self.connection, LEADER_KEY, self.name, LEASE_SECONDS)
+        outcome = acquire_or_refresh_lock(self.connection, schedule.LEADER_KEY, self.name, LEASE_SECONDS)
         leading = outcome in ("acquired", "refreshed")
         if leading != self.leading:
             log.info("clock %s %s", self.name, "is the leader" if leading else "is standing by")
@@ -87,7 +88,8 @@ class Clock:
                 self.leading = False
             time.sleep(TICK_SECONDS)
         try:
-            release_lock(self.connection, LEADER_KEY, self.name)  # hand over at once instead of after the lease
+            # hand over at once instead of after the lease
+            release_lock(self.connection, schedule.LEADER_KEY, self.name)
         except RedisError:
             pass
         log.info("clock %s stopped", self.name)

@@ -11,9 +11,9 @@ import uuid
 from redis.exceptions import RedisError
 
 from engine import catalog, health, logs
-from engine.queues import QUEUE_NAMES, connect
+from engine.connection import connect
 from engine.recovery import wait_for_redis
-from engine.settings import ConfigError, Settings
+from engine.settings import QUEUE_NAMES, ConfigError, Settings
 from engine.supervisor import Supervisor, die_with_parent
 from engine.worker import StackWorker
 

@@ -30,8 +30,8 @@ from rq import Queue  # noqa: E402
 from rq.worker import SimpleWorker  # noqa: E402
 
 from engine.embedded_redis import RedisServer, free_port  # noqa: E402
-from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob, make_queues  # noqa: E402
-from engine.settings import Settings  # noqa: E402
+from engine.queues import SERIALIZER, CatalogJob, make_queues  # noqa: E402
+from engine.settings import QUEUE_NAMES, Settings  # noqa: E402
 from engine.worker import StackWorker  # noqa: E402
 
 WRITES: Counter[str] = Counter()
@@ -58,7 +58,7 @@ def counting() -> Iterator[Counter[str]]:
 
 def fill(conn: Redis, n: int) -> None:
     queue = make_queues(conn)["default"]
-    data = [Queue.prepare_data("engine.diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
+    data = [Queue.prepare_data("diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
     with conn.pipeline() as pipe:
         queue.enqueue_many(data, pipeline=pipe)
         pipe.execute()

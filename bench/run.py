@@ -240,7 +240,7 @@ def fault_sigkill(url: str, env: dict[str, str], logdir: Path, jobs: int = 48) -
     """SIGKILL the whole shipped worker (supervisor and processes) with 16+ jobs in flight; start a new one."""
     conn = Redis.from_url(url)
     conn.flushall()
-    ids = fill(conn, "engine.diagnostics.sleep", {"seconds": 3.0}, jobs, retry=Retry(max=1))
+    ids = fill(conn, "diagnostics.sleep", {"seconds": 3.0}, jobs, retry=Retry(max=1))
     first = start(shipped(), env, logdir / "fault_sigkill.log")
     wait_for(lambda: conn.zcard("rq:wip:default") >= 16, 60)
     in_flight = [job_id for job_id, (status, _) in job_states(conn, ids).items() if status == "started"]
@@ -263,8 +263,8 @@ def fault_sigterm(url: str, env: dict[str, str], logdir: Path, grace: int = 3) -
     """SIGTERM the shipped worker with 12 jobs running (6 short, 6 longer than the grace); start a new one."""
     conn = Redis.from_url(url)
     conn.flushall()
-    short = fill(conn, "engine.diagnostics.sleep", {"seconds": 1.0}, 6)
-    long = fill(conn, "engine.diagnostics.sleep", {"seconds": 20.0}, 6)
+    short = fill(conn, "diagnostics.sleep", {"seconds": 1.0}, 6)
+    long = fill(conn, "diagnostics.sleep", {"seconds": 20.0}, 6)
     first = start(shipped(), {**env, "SHUTDOWN_GRACE": str(grace)}, logdir / "fault_sigterm.log")
     wait_for(lambda: conn.zcard("rq:wip:default") >= 12, 60)
     sent = time.monotonic()
@@ -294,8 +294,8 @@ def run_peers(url: str, n: int, logdir: Path) -> list[dict[str, Any]]:
 def round_trips(url: str, n: int) -> dict[str, float]:
     """Redis round trips per no-op job counted on the client (bench/profile.py), stock vs ours."""
     from bench import profile as prof
-    from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob, make_queues
-    from engine.settings import Settings
+    from engine.queues import SERIALIZER, CatalogJob, make_queues
+    from engine.settings import QUEUE_NAMES, Settings
 
     conn = Redis.from_url(url)
     settings = Settings.from_env({"REDIS_URL": url})
@@ -500,7 +500,7 @@ def main() -> int:
 
         # Stock runs os.getpid, a no-op it need not import: with our module, every forked horse would import
         # it again (pydantic and all), which is stock RQ's real cost but not its best case.
-        noop = {"func": "engine.diagnostics.noop", "kwargs": {}}
+        noop = {"func": "diagnostics.noop", "kwargs": {}}
         result["noop"] = [] if args.http_only else [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
             (shipped(), noop["func"], n(6000)),

@@ -5,7 +5,7 @@
 ``ended_items`` for a batch's aggregate.
 """
 
-from engine.batches import ended_items
+from engine.aggregate import ended_items
 from engine.catalog import job
 from engine.errors import JobError, PermanentError, TransientError
 from engine.progress import Progress

@@ -1,7 +1,7 @@
 """Batches: many items of one job type, and an aggregate job that runs when every item has ended.
 
 The aggregate depends on the items through RQ's ``Dependency(allow_failure=True)``, so it runs after the last item
-finishes or fails; a canceled or stopped item is detached from it (see ``queues.cancel_job``).
+finishes or fails; a canceled or stopped item is detached from it (see ``cancel.cancel_job``).
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue, get_current_job
+from rq import Queue
 from rq.job import Dependency
 
 from engine import catalog
-from engine.lifecycle import InvalidRequest
-from engine.queues import SERIALIZER, CatalogJob, enqueue, job_error, job_status, job_view
+from engine.enqueue import enqueue
+from engine.errors import InvalidRequest
+from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
+from engine.status import job_status, job_view
 
 BATCH_PREFIX = "stack:batch:"
 MAX_ITEMS = 100
@@ -92,28 +94,6 @@ def batch_view(connection: Redis, batch_id: str) -> dict[str, Any] | None:
         "result": aggregate_view["result"] if aggregate_view else None,
         "error": aggregate_view["error"] if aggregate_view else None,
     }
-
-
-def ended_items(item_ids: list[str]) -> list[dict[str, Any]]:
-    """For an aggregate job: each item's id, params, status, result and error (``expired`` once it is gone)."""
-    job = get_current_job()
-    if job is None:
-        raise RuntimeError("an aggregate reads its batch's items only inside a worker")
-    items = CatalogJob.fetch_many(item_ids, connection=job.connection, serializer=SERIALIZER)
-    return [_ended(item_id, item) for item_id, item in zip(item_ids, items, strict=True)]
-
-
-def _ended(item_id: str, item: CatalogJob | None) -> dict[str, Any]:
-    if item is None:
-        return {"id": item_id, "params": {}, "status": "expired", "result": None,
-                "error": {"type": "Expired", "message": "The item expired before the batch ended."}}
-    status = job_status(item)
-    if status == "started":  # a stop was requested and is landing as we read
-        status = "stopped"
-    error = None if status == "finished" else (
-        job_error(item, status) or {"type": status.capitalize(), "message": f"The item was {status}."})
-    result = (item.return_value() or {}) if status == "finished" else None
-    return {"id": item_id, "params": item.kwargs, "status": status, "result": result, "error": error}
 
 
 def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from engine.settings import diagnostic_jobs_enabled
 
 JOBS_PACKAGE = "jobs"
+DIAGNOSTICS_PACKAGE = "diagnostics"  # jobs for benchmarks and fault tests, beside the user's
 Access = Literal["public", "protected"]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -170,7 +171,7 @@ def load() -> _Tables:
                 importlib.import_module(name)
             diagnostics = diagnostic_jobs_enabled()
             if diagnostics:
-                importlib.import_module("engine.diagnostics")
+                importlib.import_module(DIAGNOSTICS_PACKAGE)
             chosen = [t for t in _registered.values() if diagnostics or not t.diagnostic]
             _tables = _Tables(
                 public={t.name: t for t in chosen if not t.internal},

@@ -1,5 +1,7 @@
 """The error classes jobs raise: each carries a message a person understands, says whether a retry may help, and
-has a headline that the job page shows above the message. Jobs define their own subclasses beside them."""
+has a headline that the job page shows above the message. Jobs define their own subclasses beside them.
+
+Also the engine's own refusals: a queue entry it will not run, and a submission option that is invalid."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ HEADLINES: dict[str, str] = {
     "WorkerLost": "The worker running the job was lost.",
 }
 DEFAULT_HEADLINE = "The job failed."
+UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
 
 
 class JobError(Exception):
@@ -50,6 +53,14 @@ class ForbiddenJob(PermanentError):
     """A queue entry names a function outside the job catalogue, or cannot be decoded."""
 
     headline = "This job is not one we run."
+
+
+class InvalidRequest(ValueError):
+    """A submission option is invalid; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 def headline(kind: str) -> str:

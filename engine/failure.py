@@ -13,8 +13,7 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
-from engine.errors import ForbiddenJob, JobError, PermanentError, TransientError
-from engine.queues import UNDECODABLE
+from engine.errors import UNDECODABLE, ForbiddenJob, JobError, PermanentError, TransientError
 
 
 def describe(job: Job, exc_type: type, exc_value: BaseException) -> tuple[str, str]:

@@ -19,9 +19,12 @@ from rq import Queue
 from rq.job import Job
 
 from engine import catalog
+from engine.enqueue import RECENT_KEY, enqueue
 from engine.enqueue_script import Charge
-from engine.queues import QUEUE_NAMES, RECENT_KEY, SERIALIZER, TERMINAL, CatalogJob, enqueue, fetch_job, job_status
-from engine.settings import Settings
+from engine.errors import InvalidRequest
+from engine.queues import SERIALIZER, CatalogJob, fetch_job
+from engine.settings import QUEUE_NAMES, Settings
+from engine.status import TERMINAL, job_status
 
 DEFAULT_PRIORITY = "default"
 MAX_AHEAD = timedelta(days=30)
@@ -33,14 +36,6 @@ LIST_DEFAULT_LIMIT = 20
 LIST_MAX_LIMIT = 100
 LIST_SCAN_BUDGET = 500  # most index entries one list request examines, whatever the filters
 STATUSES = ("queued", "scheduled", "deferred", "started", "finished", "failed", "canceled", "stopped")
-
-
-class InvalidRequest(ValueError):
-    """A submission option is invalid; ``field`` names it."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 class IdempotencyConflict(Exception):
@@ -112,9 +107,13 @@ def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, 
 
 
 def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-                      key: str, fingerprint: str) -> tuple[Job, bool]:
-    """Submit once per Idempotency-Key: ``(job, created)``; a reused key returns the first job."""
-    redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(key.encode()).hexdigest()
+                      key: str, fingerprint: str, scope: str = "") -> tuple[Job, bool]:
+    """Submit once per Idempotency-Key of a client ``scope``: ``(job, created)``; a reused key returns the first job.
+
+    Keys live per scope (the web passes its client key), so another client's identical key neither finds this
+    client's job nor blocks it with a 409; code inside the deployment (the CLI) shares the empty scope.
+    """
+    redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
     job_id = str(uuid.uuid4())
     claim = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
     # A key outliving its job would answer 409 until it expired: it lives no longer than the job can.

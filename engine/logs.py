@@ -16,6 +16,7 @@ from typing import Any
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _HANDLER_NAME = "stack"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # what could end a line or hide in one
 # Attributes every LogRecord has; anything else was passed in ``extra`` and belongs in the JSON line.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
@@ -49,6 +50,22 @@ class ContextFilter(logging.Filter):
             record.request_id = request_id_var.get()
         if getattr(record, "job_id", None) is None:
             record.job_id = job_id_var.get()
+        return True
+
+
+def escape(text: str) -> str:
+    """``text`` with every control character written as an escape (``\\n``), so a value can't start a log line."""
+    return _CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class EscapeFilter(logging.Filter):
+    """Escapes control characters in each record's message: a logged path or id can't forge a line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        escaped = escape(message)
+        if escaped != message:
+            record.msg, record.args = escaped, None
         return True
 
 
@@ -94,6 +111,8 @@ def configure(log_format: str = "text", level: str = "INFO", stream: Any = None)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    if log_format != "json":  # JSON escapes every value itself
+        handler.addFilter(EscapeFilter())
     root.addHandler(handler)
     root.setLevel(level)
     return handler

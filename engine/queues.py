@@ -1,57 +1,20 @@
-"""Redis connection, queue names, the JSON serializer and the enqueue/read helpers shared by web and worker."""
+"""Our RQ classes: the JSON serializer, the catalogue-checked job class, the queues by name, and a job fetched
+with them."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-from redis import BlockingConnectionPool, Redis
-from redis.backoff import NoBackoff
-from redis.client import Pipeline
-from redis.retry import Retry as RedisRetry
-from rq import Queue, Retry
-from rq.command import send_stop_job_command
-from rq.exceptions import DeserializationError, InvalidJobOperation, NoSuchJobError
-from rq.job import Dependency, Job, JobStatus
+from redis import Redis
+from rq import Queue
+from rq.exceptions import DeserializationError, NoSuchJobError
+from rq.job import Job
 from rq.serializers import JSONSerializer
 
-from engine import catalog, enqueue_script, events
-from engine.errors import ForbiddenJob
-from engine.settings import Settings
+from engine import catalog
+from engine.errors import UNDECODABLE, ForbiddenJob
+from engine.settings import QUEUE_NAMES
 
-QUEUE_NAMES = ("high", "default", "low")  # workers drain them in this order
 SERIALIZER = JSONSerializer
-TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
-RECENT_KEY = "stack:jobs:recent"  # sorted set: job id → enqueue time, newest last
-RECENT_KEEP = 10_000  # bounded: the list is for people, the registries hold the rest
 _MAX_JOB_ID = 128
-UNDECODABLE = "The queue entry is not valid JSON (pickled or corrupt); it was not run."
-_WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
-_RETRYING = frozenset({"scheduled", "queued", "started"})  # states in which an earlier attempt may have failed
-
-
-def connect(settings: Settings, socket_timeout: float | None = 5.0, max_connections: int | None = None) -> Redis:
-    """A Redis client whose every call is bounded in time, so an outage fails fast instead of hanging.
-
-    ``max_connections`` caps the pool: callers beyond it wait (up to ``socket_timeout``) for a free connection
-    instead of opening more, so hundreds of concurrent web requests share a few connections.
-    """
-    options: dict[str, Any] = {
-        "socket_connect_timeout": 1.0,
-        "socket_timeout": socket_timeout,
-        "health_check_interval": 15,
-        "retry": RedisRetry(NoBackoff(), 1),
-    }
-    if settings.redis_url.startswith("rediss://") and not settings.redis_tls_verify:
-        options["ssl_cert_reqs"] = "none"  # managed Redis with a self-signed certificate, off only when asked
-    if max_connections is None:
-        return Redis.from_url(settings.redis_url, **options)
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=max_connections, timeout=socket_timeout, **options
-    )
-    client = Redis(connection_pool=pool)
-    client.auto_close_connection_pool = True
-    return client
 
 
 class CatalogJob(Job):
@@ -80,113 +43,6 @@ def make_queues(connection: Redis) -> dict[str, Queue]:
     }
 
 
-def enqueue(
-    queue: Queue,
-    job_type: catalog.JobType,
-    params: dict[str, Any],
-    settings: Settings,
-    at: datetime | None = None,
-    depends_on: Dependency | None = None,
-    job_id: str | None = None,
-    meta: dict[str, Any] | None = None,
-    charge: enqueue_script.Charge | None = None,
-) -> Job:
-    """Enqueue a validated job by its catalogue path, with explicit TTLs and retry intervals.
-
-    ``at`` schedules it instead (status ``scheduled``; the worker's scheduler enqueues it then), ``depends_on``
-    defers it until other jobs end, ``job_id`` fixes its id and ``meta`` adds to its metadata. ``charge`` is a
-    client's rate-limit charge made first: if it does not fit, ``enqueue_script.Refused`` and nothing enqueued.
-    """
-    intervals = list(settings.retry_intervals if job_type.retry_intervals is None else job_type.retry_intervals)
-    ttl = settings.queued_ttl
-    if at is not None:  # the queued limit starts when it is due, or a job 30 days ahead would expire unrun
-        ttl += max(0, int((at - datetime.now(UTC)).total_seconds()))
-    options: dict[str, Any] = {
-        "timeout": job_type.timeout or settings.job_timeout,
-        "result_ttl": settings.result_ttl,
-        "failure_ttl": settings.failure_ttl,
-        "ttl": ttl,
-        "retry": Retry(max=len(intervals), interval=intervals) if intervals else None,
-        "meta": {"type": job_type.name, **events.request_meta(), **(meta or {})},
-        "description": job_type.describe(params),
-        "depends_on": depends_on,
-        "job_id": job_id,
-    }
-    if at is None and depends_on is None:
-        # One round trip: the rate-limit charge, then RQ's job save, queue push and queue registration, our recent
-        # index and the submitted counter, in one script (with dependencies RQ must read and watch them first, so
-        # that path stays RQ's). One script reply is much cheaper to parse than a MULTI's dozen.
-        with queue.connection.pipeline() as pipe:
-            job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
-            _index(pipe, job)
-            events.on_submit(job, pipe)
-            enqueue_script.run(queue.connection, pipe, charge)
-        events.submitted(job)
-        return job
-    if charge is not None:  # charged on its own first: RQ's scheduling and dependency paths write as they go
-        with queue.connection.pipeline() as pipe:
-            enqueue_script.run(queue.connection, pipe, charge)
-    if at is None:
-        job = queue.enqueue_call(func=job_type.func_path, kwargs=params, **options)
-    else:
-        job = queue.create_job(job_type.func_path, kwargs=params, status=JobStatus.SCHEDULED, **options)
-        job = queue.schedule_job(job, _whole_second_up(at))
-    with queue.connection.pipeline(transaction=False) as pipe:
-        _index(pipe, job)
-        events.on_submit(job, pipe)
-        pipe.execute()
-    events.submitted(job)
-    return job
-
-
-def _whole_second_up(when: datetime) -> datetime:
-    """``when`` rounded up to a whole second: RQ stores due times truncated to the second, which would run early."""
-    return when if when.microsecond == 0 else when.replace(microsecond=0) + timedelta(seconds=1)
-
-
-def _index(pipe: Pipeline, job: Job) -> None:
-    pipe.zadd(RECENT_KEY, {job.id: job.created_at.timestamp()})
-    pipe.zremrangebyrank(RECENT_KEY, 0, -RECENT_KEEP - 1)
-
-
-class NotCancelable(Exception):
-    """The job already reached a terminal state."""
-
-
-def cancel_job(connection: Redis, job: Job) -> str:
-    """Cancel a waiting job or stop a running one; returns the status it moves to."""
-    status = job_status(job)
-    if status in ("queued", "scheduled", "deferred"):
-        detach_dependents(connection, job)
-        job.cancel(enqueue_dependents=True)
-        return "canceled"
-    if status == "started":
-        try:
-            send_stop_job_command(connection, job.id, serializer=SERIALIZER)
-        except InvalidJobOperation:  # it finished between our read and the command
-            status = job_status(CatalogJob.fetch(job.id, connection=connection, serializer=SERIALIZER))
-        else:
-            detach_dependents(connection, job)
-            queue = Queue(job.origin, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
-            queue.enqueue_ready_jobs_by_queue(queue.move_dependents_to_ready(job, exclude_job_id=job.id))
-            return "stopped"
-    raise NotCancelable(f"The job is already {status}; only waiting or running jobs can be canceled.")
-
-
-def detach_dependents(connection: Redis, job: Job) -> None:
-    """Stop jobs that wait on ``job`` (a batch's aggregate) from waiting for it: it will never finish.
-
-    RQ releases dependents only when a parent finishes or fails; a canceled or stopped parent would hold them
-    deferred until their TTL. The dependents read the parent's final state themselves when they run.
-    """
-    dependent_ids = [i.decode() for i in connection.smembers(job.dependents_key)]
-    if dependent_ids:
-        with connection.pipeline(transaction=False) as pipe:
-            for dependent_id in dependent_ids:
-                pipe.srem(Job(dependent_id, connection=connection).dependencies_key, job.id)
-            pipe.execute()
-
-
 def fetch_job(connection: Redis, job_id: str) -> Job | None:
     """The job with this id, or None when it expired or never existed."""
     if not job_id or len(job_id) > _MAX_JOB_ID or not job_id.isprintable():
@@ -195,58 +51,3 @@ def fetch_job(connection: Redis, job_id: str) -> Job | None:
         return CatalogJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
     except (NoSuchJobError, ValueError):  # ValueError: RQ refuses ids outside [A-Za-z0-9_-], so none exists
         return None
-
-
-def job_status(job: Job) -> str:
-    """The public status; RQ's transient states before a job runs read as ``queued``."""
-    status = job.get_status(refresh=False)
-    value = getattr(status, "value", status) or "queued"
-    return "queued" if value in _WAITING else value
-
-
-def job_view(job: Job) -> dict[str, Any]:
-    """The job as the public API shows it."""
-    status = job_status(job)
-    try:
-        params = job.kwargs
-    except DeserializationError:
-        params = None
-    return {
-        "id": job.id,
-        "type": job.meta.get("type"),
-        "params": params,
-        "status": status,
-        "created_at": _iso(job.created_at),
-        "enqueued_at": _iso(job.enqueued_at),
-        "started_at": _iso(job.started_at),
-        "ended_at": _iso(job.ended_at),
-        "progress": job.meta.get("progress"),
-        "result": job.return_value() if status == "finished" else None,
-        "error": job_error(job, status),
-        "attempt": job_attempt(job, status),
-    }
-
-
-def job_attempt(job: Job, status: str) -> int:
-    """The attempt running or next to run; for a job that failed for good, its last one."""
-    failures = int(job.meta.get("failures", 0))
-    return max(failures, 1) if status == "failed" else failures + 1
-
-
-def job_error(job: Job, status: str) -> dict[str, str] | None:
-    """``{"type", "message"}`` for a failed or stopped job, and for one waiting to retry after a failure (the
-    last attempt's error): the worker's record, else a plain summary."""
-    if status == "stopped":
-        return {"type": "Stopped", "message": "The job was stopped before it finished."}
-    recorded = job.meta.get("error")
-    if status != "failed":
-        return recorded if recorded and status in _RETRYING else None
-    if recorded:
-        return recorded
-    # No record: the process running it died (killed, out of memory) or the job was abandoned.
-    last_line = next((line for line in reversed((job.exc_info or "").splitlines()) if line.strip()), "")
-    return {"type": "JobFailed", "message": last_line[:300] or "The job failed without an error message."}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -34,7 +34,8 @@ from rq.utils import as_text, parse_composite_key
 
 from engine import events
 from engine.handoff import give_back, intermediate_key
-from engine.queues import QUEUE_NAMES, SERIALIZER, CatalogJob
+from engine.queues import SERIALIZER, CatalogJob
+from engine.settings import QUEUE_NAMES
 
 log = logging.getLogger("rq.worker.recovery")  # under RQ's handler
 
@@ -287,14 +288,3 @@ class Beacon(threading.Thread):
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
         except RedisError:
             pass
-
-
-def eviction_warning(connection: Redis) -> str | None:
-    """A warning when this Redis may evict keys (job data would silently disappear), else None."""
-    policy = connection.info("memory").get("maxmemory_policy", "noeviction")
-    if policy == "noeviction":
-        return None
-    return (
-        f"Redis maxmemory-policy is {policy!r}: under memory pressure it deletes keys, including queued jobs. "
-        "Set maxmemory-policy noeviction (and appendonly yes, appendfsync everysec)."
-    )

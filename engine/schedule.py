@@ -18,8 +18,9 @@ from typing import Any
 from croniter import croniter
 
 from engine import catalog
-from engine.queues import QUEUE_NAMES
+from engine.settings import QUEUE_NAMES
 
+LEADER_KEY = "stack:clock:leader"  # the clock holding it enqueues; the CLI's status reads who that is
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FIELDS = {"name", "type", "params", "every", "cron", "priority"}
 

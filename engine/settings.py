@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
+QUEUE_NAMES = ("high", "default", "low")  # the priorities; workers drain them in this order
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Parser = Callable[[str], Any]

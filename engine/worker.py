@@ -52,6 +52,7 @@ from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
 from engine import events, failure, logs, recovery, scheduler
+from engine.connection import eviction_warning
 from engine.handoff import Claim, claim, poll_pause
 from engine.queues import SERIALIZER, CatalogJob
 from engine.records import Batch, failed, finished
@@ -399,7 +400,7 @@ class StackWorker(BaseWorker):
                                                        exception_handler=self._pubsub_error)
         self.set_state(WorkerStatus.STARTED)
         self.log.info("*** Listening on %s...", ", ".join(self.queue_names()))
-        warning = recovery.eviction_warning(self.connection)
+        warning = eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
         self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)

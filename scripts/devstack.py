@@ -97,7 +97,9 @@ def run_stack(env: dict[str, str], procfile: Path) -> int:
         return 2
     honcho = [str(Path(sys.executable).parent / "honcho"), "start", "-f", str(procfile), "-p", str(settings.port)]
     stack = subprocess.Popen(honcho, cwd=PROJECT_ROOT, env=env)
-    signal.signal(signal.SIGTERM, lambda *_: stack.terminate())
+    # A closed terminal (SIGHUP) or a SIGTERM reaches only this process: pass it on, so nothing is left running.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stack.terminate())
     try:
         url = f"http://127.0.0.1:{settings.port}/"
         if wait_until_up(url + "healthz", stack):
@@ -110,7 +112,9 @@ def run_stack(env: dict[str, str], procfile: Path) -> int:
             )
         return stack.wait()
     except KeyboardInterrupt:
-        stack.wait()  # honcho got the same Ctrl-C and stops web and worker
+        # Ctrl-C in a terminal reaches honcho too; a SIGINT sent to this process alone does not. honcho stops once.
+        stack.terminate()
+        stack.wait()
         return 0
 
 

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from redis import Redis
 
-from engine.queues import TERMINAL, fetch_job, job_status
+from engine.queues import fetch_job
+from engine.status import TERMINAL, job_status
 
 
 class CountingSite:

@@ -10,6 +10,8 @@ Usage::
 
     with ConnectionRecorder("127.0.0.2") as recorder:
         ...  # recorder.count == number of TCP connections accepted
+
+    ConnectionRecorder("::") listens on every local address, IPv4 and IPv6 alike (dual-stack).
 """
 
 from __future__ import annotations
@@ -227,6 +229,8 @@ class ConnectionRecorder:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if host == "::":  # IPv4 connections too, as ::ffff:a.b.c.d, whatever the system's default
+            self._listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         self._listener.bind((host, port))
         self._listener.listen(16)
         self.host, self.port = host, self._listener.getsockname()[1]

@@ -65,7 +65,8 @@ def test_unknown_job_id_is_404(client):
     ("kwargs", "status", "code"),
     [
         ({"data": "{not json", "content_type": "application/json"}, 400, "bad_request"),
-        ({"data": "type=count_words_at_url", "content_type": "application/x-www-form-urlencoded"}, 400, "bad_request"),
+        ({"data": "type=count_words_at_url", "content_type": "application/x-www-form-urlencoded"}, 415,
+         "unsupported_media_type"),
         ({"data": "", "content_type": "application/json"}, 400, "bad_request"),
         ({"json": [1, 2]}, 400, "bad_request"),
         ({"json": "count_words_at_url"}, 400, "bad_request"),

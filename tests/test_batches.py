@@ -112,7 +112,7 @@ def test_batch_aggregates_finished_items_and_lists_failed_ones(client, worker, p
 def test_canceled_item_does_not_hold_the_batch_back(client, start_worker, page_server):
     batch = post_batch(client, [page_server.url("/")] * 3).get_json()
     canceled = batch["items"][1]["id"]
-    assert client.post(f"/api/jobs/{canceled}/cancel").get_json()["status"] == "canceled"
+    assert client.post(f"/api/jobs/{canceled}/cancel", json={}).get_json()["status"] == "canceled"
     worker = start_worker()
     done = wait_for_batch(client, batch["id"])
     assert done["status"] == "finished", worker.log()
@@ -127,7 +127,7 @@ def test_stopped_last_item_still_lets_the_aggregate_run(client, worker, page_ser
     deadline = time.monotonic() + 30
     while client.get(f"/api/jobs/{slow}").get_json()["status"] != "started" and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert client.post(f"/api/jobs/{slow}/cancel").status_code == 200, worker.log()
+    assert client.post(f"/api/jobs/{slow}/cancel", json={}).status_code == 200, worker.log()
     done = wait_for_batch(client, batch["id"])
     assert done["status"] == "finished", worker.log()
     assert done["result"]["finished"] == 1
@@ -137,5 +137,5 @@ def test_stopped_last_item_still_lets_the_aggregate_run(client, worker, page_ser
 @pytest.mark.integration
 def test_canceling_the_aggregate_cancels_the_batch(client, worker, slow_server):
     batch = post_batch(client, [slow_server.url(30)]).get_json()
-    assert client.post(f"/api/jobs/{batch['aggregate_id']}/cancel").get_json()["status"] == "canceled"
+    assert client.post(f"/api/jobs/{batch['aggregate_id']}/cancel", json={}).get_json()["status"] == "canceled"
     assert client.get(f"/api/batches/{batch['id']}").get_json()["status"] == "canceled"

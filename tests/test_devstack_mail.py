@@ -1,20 +1,21 @@
-"""make run: the development-only processes of Procfile.dev (the mail sink) join the Procfile's, never replace them."""
+"""make run: Procfile.dev (the mail sink) joins the Procfile's processes, and a signal stops every one of them."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from engine.embedded_redis import free_port
 from engine.settings import PROJECT_ROOT
-
-
-def load_devstack():
-    spec = importlib.util.spec_from_file_location("devstack", PROJECT_ROOT / "scripts" / "devstack.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.faults import wait_until
 
 
 def process_names(path: Path) -> list[str]:
@@ -23,7 +24,7 @@ def process_names(path: Path) -> list[str]:
 
 
 def test_dev_procfile_adds_the_mail_sink_to_every_procfile_process(tmp_path, monkeypatch):
-    devstack = load_devstack()
+    devstack = load_script("devstack")
     monkeypatch.setattr(devstack, "VAR_DIR", tmp_path)
     combined = devstack.procfile_with_dev_processes()
     assert combined.parent == tmp_path
@@ -32,3 +33,38 @@ def test_dev_procfile_adds_the_mail_sink_to_every_procfile_process(tmp_path, mon
     honcho = Path(sys.executable).parent / "honcho"
     check = subprocess.run([str(honcho), "check", "-f", str(combined)], capture_output=True, text=True, timeout=30)
     assert check.returncode == 0, check.stderr
+
+
+def load_script(name: str):
+    """A module from scripts/, which is not a package."""
+    spec = importlib.util.spec_from_file_location(name, PROJECT_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGHUP], ids=["sigint-to-make-run-alone", "terminal-closed"])
+def test_make_run_leaves_nothing_running_when_signalled(redis_server, redis, signum, tmp_path):
+    marker = f"stack-test-{secrets.token_hex(6)}"
+    env = {**os.environ, "DEVSTACK_TEST": marker, "REDIS_URL": redis_server.url, "PORT": str(free_port()),
+           "SMTP_URL": "smtp://127.0.0.1:1", "SECRET_KEY": "devstack-secret-key-0123", "DASHBOARD_PASSWORD": "x" * 12,
+           "METRICS_TOKEN": "m" * 24, "SHUTDOWN_GRACE": "3"}
+    log = tmp_path / "devstack.log"
+    with open(log, "wb") as out:
+        # Its own session, like a terminal's: the signal reaches make run's own process and nothing else.
+        devstack = subprocess.Popen([sys.executable, "scripts/devstack.py"], cwd=PROJECT_ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    leftovers = load_script("smoke").leftovers
+    try:
+        assert wait_until(lambda: "Web:" in log.read_text() or devstack.poll() is not None, 90), log.read_text()
+        assert len(leftovers(marker)) >= 4, log.read_text()  # make run, honcho, web, worker, clock at least
+        devstack.send_signal(signum)
+        devstack.wait(3 + 5 + 10)  # SHUTDOWN_GRACE + 5 s, and room for a loaded machine
+        assert wait_until(lambda: not leftovers(marker), 10), leftovers(marker)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(devstack.pid, signal.SIGKILL)
+        for line in leftovers(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)

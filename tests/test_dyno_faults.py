@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ DIAG = {"DIAGNOSTIC_JOBS": "1"}
 
 def submit(redis: Redis, seconds: float, retry: Retry | None = None) -> Job:
     """A diagnostic sleep job (it blocks in C, as a job waiting on the network does) on the default queue."""
-    return make_queues(redis)["default"].enqueue_call(func="engine.diagnostics.sleep", kwargs={"seconds": seconds},
+    return make_queues(redis)["default"].enqueue_call(func="diagnostics.sleep", kwargs={"seconds": seconds},
                                                       timeout=60, retry=retry)
 
 
@@ -75,16 +76,21 @@ def test_sigkill_of_the_whole_dyno_with_16_jobs_in_flight_loses_nothing(redis, s
 
 
 def test_sigterm_with_jobs_running_finishes_short_ones_and_requeues_long_ones(redis, start_worker):
-    worker = start_worker("--processes", "2", "--threads", "8", extra_env={**DIAG, "SHUTDOWN_GRACE": "2"})
-    short = [submit(redis, 1.0) for _ in range(6)]
-    long = [submit(redis, 8.0) for _ in range(6)]
+    grace = 5
+    worker = start_worker("--processes", "2", "--threads", "8", extra_env={**DIAG, "SHUTDOWN_GRACE": str(grace)})
+    # Both processes ready first, so all 12 jobs are claimed at once, not the short ones ending before the rest start.
+    assert wait_until(lambda: len(Worker.all(connection=redis)) == 2, 30), worker.log()
+    short = [submit(redis, 3.0) for _ in range(6)]
+    long = [submit(redis, 20.0) for _ in range(6)]
     assert wait_until(lambda: statuses(redis, short + long).count("started") == 12, 30), worker.log()
-    sent = time.monotonic()
+    sent, sent_at = time.monotonic(), datetime.now(UTC)
     worker.process.send_signal(signal.SIGTERM)
     assert worker.process.wait(30) == 0, worker.log()
     stopped_in = time.monotonic() - sent
-    assert stopped_in < 2 + 5  # the grace, not the 8 s jobs
+    assert stopped_in < grace + 5  # the grace, not the 20 s jobs
     assert statuses(redis, short) == ["finished"] * 6
+    ended = [CatalogJob.fetch(j.id, connection=redis, serializer=SERIALIZER).ended_at for j in short]
+    assert all(at is not None and at.replace(tzinfo=UTC) > sent_at for at in ended)  # running at SIGTERM, then done
     assert statuses(redis, long) == ["queued"] * 6
     front = {raw.decode() for raw in redis.lrange("rq:queue:default", 0, 5)}
     assert front == {job.id for job in long}

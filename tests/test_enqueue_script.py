@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from redis import Redis
 
-from engine import catalog, enqueue_script, events, queues
+from engine import catalog, enqueue, enqueue_script, events, queues, status
 from engine.settings import Settings
 
 PARAMS = {"url": "https://example.com/", "top": 5}
@@ -18,7 +18,7 @@ def recorded_enqueue(redis: Redis) -> list[tuple[tuple[object, ...], dict[str, o
         job = queue.enqueue_call(func=catalog.get("count_words_at_url").func_path, kwargs=PARAMS, pipeline=pipe,
                                  job_id="pinned", timeout=60, result_ttl=600, failure_ttl=900, ttl=300,
                                  meta={"type": "count_words_at_url"}, description="count words")
-        queues._index(pipe, job)
+        enqueue.index(pipe, job)
         events.on_submit(job, pipe)
         return list(pipe.command_stack)
 
@@ -52,10 +52,10 @@ def test_the_script_writes_byte_for_byte_what_the_multi_writes(redis):
 def test_an_enqueue_through_the_script_reads_back_through_rq(redis, env):
     settings = Settings.from_env(env)
     queue = queues.make_queues(redis)["default"]
-    job = queues.enqueue(queue, catalog.get("count_words_at_url"), PARAMS, settings)
+    job = enqueue.enqueue(queue, catalog.get("count_words_at_url"), PARAMS, settings)
     assert queue.job_ids == [job.id] and redis.sismember("rq:queues", "rq:queue:default")
     fetched = queues.fetch_job(redis, job.id)
-    assert fetched is not None and fetched.kwargs == PARAMS and queues.job_status(fetched) == "queued"
+    assert fetched is not None and fetched.kwargs == PARAMS and status.job_status(fetched) == "queued"
 
 
 def test_a_refused_charge_enqueues_nothing_and_still_counts(redis):

@@ -15,7 +15,7 @@ import pytest
 
 from engine.embedded_redis import free_port
 from engine.settings import PROJECT_ROOT
-from tests.conftest import TEST_API_TOKEN, wait_for_job
+from tests.conftest import TEST_API_TOKEN, WorkerProcess, wait_for_job
 from tests.pageserver import ConnectionRecorder
 from tests.processes import http
 from tests.test_longpoll import procfile_command
@@ -123,7 +123,7 @@ def test_one_limit_per_client_across_routes_in_the_real_server(serve):
     job_id = json.loads(request(port, "POST", "/api/jobs", body=VALID)[2])["id"]
     items = [{"url": "https://a.example/"}, {"url": "https://b.example/"}]
     assert request(port, "POST", "/api/batches", body={"type": "count_words_at_url", "items": items})[0] == 202
-    assert request(port, "POST", f"/api/jobs/{job_id}/cancel")[0] == 200  # 4 of 4
+    assert request(port, "POST", f"/api/jobs/{job_id}/cancel", body={})[0] == 200  # 4 of 4
     status, headers, body = request(port, "POST", "/api/jobs", body=VALID)
     assert status == 429 and int(headers["retry-after"]) > 0
     assert json.loads(body)["error"]["code"] == "too_many_requests"
@@ -131,11 +131,31 @@ def test_one_limit_per_client_across_routes_in_the_real_server(serve):
 
 @pytest.mark.parametrize("host", ["[::127.0.0.1]", "[::ffff:0:7f00:1]"])
 def test_embedded_loopback_ipv6_fails_at_once_in_a_real_worker(client, start_worker, host):
+    # The kernel routes neither form to loopback, so no listener could see a connection; what shows the worker
+    # refused before connecting is the error: a connection attempt ends in a retried connection error instead.
     start_worker()
-    with ConnectionRecorder("127.0.0.1") as recorder:
-        response = client.post("/api/jobs", json={"type": "count_words_at_url",
-                                                  "params": {"url": f"http://{host}:{recorder.port}/"}})
-        job = wait_for_job(client, response.get_json()["id"])
-        assert job["status"] == "failed" and job["error"]["type"] == "RefusedAddress"
-        assert "attempts" not in job["error"]["message"]  # permanent: not retried as a connection error
+    response = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": f"http://{host}:80/"}})
+    job = wait_for_job(client, response.get_json()["id"])
+    assert job["status"] == "failed" and job["error"]["type"] == "RefusedAddress", job["error"]
+    assert "attempts" not in job["error"]["message"]  # permanent: not retried as a connection error
+
+
+@pytest.fixture
+def default_policy_worker(env, redis, tmp_path, monkeypatch) -> Iterator[WorkerProcess]:
+    """A real worker with the shipped fetch policy: FETCH_ALLOW_NETWORKS unset."""
+    monkeypatch.delenv("FETCH_ALLOW_NETWORKS", raising=False)
+    shipped = {name: value for name, value in env.items() if name != "FETCH_ALLOW_NETWORKS"}
+    worker = WorkerProcess(shipped, (), tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "[::1]", "[::ffff:127.0.0.1]"])
+def test_the_shipped_policy_refuses_loopback_in_a_real_worker(client, default_policy_worker, host):
+    # The recorder listens on every local address, IPv4 and IPv6: each of these hosts would reach it.
+    with ConnectionRecorder("::") as recorder:
+        url = f"http://{host}:{recorder.port}/"
+        job = wait_for_job(client, client.post("/api/jobs", json={"type": "count_words_at_url",
+                                                                  "params": {"url": url}}).get_json()["id"])
+        assert job["status"] == "failed" and job["error"]["type"] == "RefusedAddress", default_policy_worker.log()
         assert not recorder.wait_for(1, timeout=0.2)

@@ -19,9 +19,10 @@ from redis import Redis
 from werkzeug.serving import make_server
 
 from engine.embedded_redis import RedisServer
-from engine.queues import TERMINAL, fetch_job, job_view
+from engine.queues import fetch_job
 from engine.recovery import ALIVE_KEY
 from engine.settings import Settings
+from engine.status import TERMINAL, job_view
 from tests.faults import CountingSite, statuses, wait_all_terminal, wait_until
 from web import create_app
 

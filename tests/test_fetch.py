@@ -113,6 +113,14 @@ def test_invalid_urls_are_refused(url: object) -> None:
         fetch.validate_url(url)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("url", "named"), [("javascript:alert(1)", "not javascript: URLs"),
+                                            ("ftp://example.com/", "not ftp: URLs"),
+                                            ("example.com/page", "not a URL without a scheme")])
+def test_a_refused_scheme_is_named_as_written(url: str, named: str) -> None:
+    with pytest.raises(errors.InvalidUrl, match=named):
+        fetch.validate_url(url)
+
+
 def test_validate_url_does_no_dns(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("validate_url must not resolve names")

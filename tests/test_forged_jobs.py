@@ -6,6 +6,7 @@ import pytest
 from rq import Queue
 from rq.serializers import JSONSerializer
 
+from tests import forged_callback
 from tests.conftest import wait_for_job
 
 pytestmark = pytest.mark.integration
@@ -49,14 +50,21 @@ def test_pickled_payload_is_never_unpickled(client, redis, worker, tmp_path, pag
     assert_worker_still_serves(client, worker, page_server)
 
 
-def test_forged_success_callback_is_ignored(client, redis, worker, tmp_path, page_server):
+@pytest.mark.parametrize(("path", "callback", "status"), [
+    ("/", "success_callback_name", "finished"),
+    ("/missing", "failure_callback_name", "failed"),
+])
+def test_forged_callback_is_never_called(client, redis, start_worker, tmp_path, page_server, path, callback, status):
     marker = tmp_path / "pwned"
-    response = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": page_server.url("/")}})
-    # Rewrite the queued entry to carry a callback; RQ would import and call it after success.
-    redis.hset(f"rq:job:{response.get_json()['id']}", "success_callback_name", "os.system")
+    response = client.post("/api/jobs", json={"type": "count_words_at_url", "params": {"url": page_server.url(path)}})
+    # The queued entry is rewritten to name a callback that leaves the marker; RQ would import and call it when
+    # the job ends. No worker runs yet, so the rewrite is in place before the job is claimed.
+    redis.hset(f"rq:job:{response.get_json()['id']}", callback, f"{forged_callback.__name__}.leave_marker")
+    worker = start_worker(extra_env={forged_callback.MARKER_ENV: str(marker)})
     job = wait_for_job(client, response.get_json()["id"])
-    assert job["status"] == "finished"
+    assert job["status"] == status, worker.log()
     assert not marker.exists()
+    assert worker.process.poll() is None, worker.log()
 
 
 def assert_worker_still_serves(client, worker, page_server):

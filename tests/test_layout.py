@@ -1,9 +1,13 @@
-"""The layout is the architecture: no import cycles, jobs → engine only, and no job named outside its own room."""
+"""The layout is the architecture: no import cycles, jobs → engine only, a job's ``import engine`` loading only the
+job API, and no job named outside its own room."""
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +16,12 @@ import pytest
 from engine import catalog
 from engine.settings import PROJECT_ROOT
 
-PRODUCT = ("engine", "jobs", "web", "worker.py", "clock.py", "cli.py")
+PRODUCT = ("engine", "jobs", "diagnostics", "web", "worker.py", "clock.py", "cli.py")
+JOB_ROOMS = ("jobs", "diagnostics")  # the user's jobs, and the ones for benchmarks and fault tests
 JOB_API = {"engine", "engine.settings"}  # what a job may import from the engine
+# What ``import engine`` loads for a job: the decorator and catalogue, Progress, the errors, Periodic, ended_items.
+JOB_SIDE = {"engine", "engine.aggregate", "engine.catalog", "engine.errors", "engine.progress", "engine.schedule",
+            "engine.settings", "engine.status"}
 PROCESS_MACHINERY = {"multiprocessing", "subprocess", "signal", "rq.worker", "rq.queue", "rq.registry"}
 
 
@@ -96,12 +104,12 @@ def test_there_are_no_import_cycles():
 
 def test_the_engine_never_imports_the_jobs():
     edges = graph()
-    assert {(m, t) for m in edges if m.startswith("engine") for t in edges[m] if t.startswith("jobs")} == set()
+    assert {(m, t) for m in edges if m.startswith("engine") for t in edges[m] if t.startswith(JOB_ROOMS)} == set()
 
 
 def test_jobs_use_only_the_engine_api_and_no_process_machinery():
     for name, path in MODULES.items():
-        if name.split(".")[0] != "jobs":
+        if name.split(".")[0] not in JOB_ROOMS:
             continue
         imported = set(imports_of(name, path))
         assert {m for m in imported if m.split(".")[0] in ("engine", "web", "worker", "clock", "cli")} <= JOB_API, name
@@ -116,3 +124,20 @@ def test_no_job_type_is_named_outside_jobs(room):
     files = [root] if root.is_file() else [p for p in root.rglob("*") if p.suffix in (".py", ".html", ".js", ".css")]
     named = {str(p.relative_to(PROJECT_ROOT)): pattern.findall(p.read_text(encoding="utf-8")) for p in files}
     assert {path: found for path, found in named.items() if found} == {}
+
+
+def engine_modules_loaded_by(module: str) -> set[str]:
+    """The engine's modules a fresh interpreter holds after importing ``module``."""
+    code = (f"import json, sys, {module}; "
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'engine')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout))
+
+
+@pytest.mark.parametrize("module", ["jobs.mail", "jobs.wordcount", "jobs.schedule", "diagnostics"])
+def test_a_job_loads_only_the_job_side_of_the_engine(module):
+    assert engine_modules_loaded_by(module) - JOB_SIDE == set()
+
+
+def test_the_job_side_check_can_fail():
+    assert {"engine.queues", "engine.lifecycle", "engine.metrics"} <= engine_modules_loaded_by("engine.lifecycle")

@@ -188,7 +188,7 @@ def test_wait_on_unknown_job_is_404_at_once(client):
 
 def test_cancel_queued_job(client, redis):
     job_id = submit(client).get_json()["id"]
-    response = client.post(f"/api/jobs/{job_id}/cancel")
+    response = client.post(f"/api/jobs/{job_id}/cancel", json={})
     assert response.status_code == 200
     assert response.get_json()["status"] == "canceled"
     assert redis.llen("rq:queue:default") == 0
@@ -197,19 +197,19 @@ def test_cancel_queued_job(client, redis):
 
 def test_cancel_scheduled_job(client, redis):
     job_id = submit(client, delay_seconds=60).get_json()["id"]
-    assert client.post(f"/api/jobs/{job_id}/cancel").get_json()["status"] == "canceled"
+    assert client.post(f"/api/jobs/{job_id}/cancel", json={}).get_json()["status"] == "canceled"
     assert redis.zcard("rq:scheduled:default") == 0
 
 
 def test_cancel_twice_is_409(client):
     job_id = submit(client).get_json()["id"]
-    client.post(f"/api/jobs/{job_id}/cancel")
-    error = assert_error(client.post(f"/api/jobs/{job_id}/cancel"), 409, "not_cancelable")
+    client.post(f"/api/jobs/{job_id}/cancel", json={})
+    error = assert_error(client.post(f"/api/jobs/{job_id}/cancel", json={}), 409, "not_cancelable")
     assert "canceled" in error["message"]
 
 
 def test_cancel_unknown_job_is_404(client):
-    assert_error(client.post("/api/jobs/nope/cancel"), 404, "not_found")
+    assert_error(client.post("/api/jobs/nope/cancel", json={}), 404, "not_found")
 
 
 def test_cancel_needs_post(client):

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +20,7 @@ from tests.conftest import WorkerProcess
 pytestmark = pytest.mark.integration
 
 WAITERS = 200
+ESTABLISHED = "01"  # a TCP state in /proc/net/tcp
 
 
 def procfile_command(process_type: str) -> list[str]:
@@ -29,16 +32,27 @@ def procfile_command(process_type: str) -> list[str]:
     raise AssertionError(f"no {process_type}: line in the Procfile")
 
 
-def get(port: int, path: str, timeout: float) -> tuple[int, dict, float]:
-    """GET a path on the local server: (status, JSON body, seconds taken)."""
+def get(port: int, path: str, timeout: float, sent: Callable[[], None] = lambda: None) -> tuple[int, dict, float]:
+    """GET a path on the local server: (status, JSON body, seconds taken); ``sent()`` once the request is out."""
     started = time.monotonic()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         connection.request("GET", path)
+        sent()
         response = connection.getresponse()
         return response.status, json.loads(response.read()), time.monotonic() - started
     finally:
         connection.close()
+
+
+def requests_read_by(port: int) -> int:
+    """Connections the server on ``port`` accepted and read all that was sent to it (from /proc/net/tcp)."""
+    held = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _, state, queues = line.split()[1:5]
+        if int(local.split(":")[1], 16) == port and state == ESTABLISHED and queues.endswith(":00000000"):
+            held += 1
+    return held
 
 
 @pytest.fixture
@@ -73,17 +87,24 @@ def test_200_waiters_do_not_starve_healthz(gunicorn, client, env, tmp_path, page
     job_id = job.get_json()["id"]
     answers: list[tuple[int, dict, float]] = []
     errors: list[BaseException] = []
+    sent = threading.Semaphore(0)
 
     def wait() -> None:
         try:
-            answers.append(get(gunicorn, f"/api/jobs/{job_id}?wait=30", 60))
+            answers.append(get(gunicorn, f"/api/jobs/{job_id}?wait=30", 60, sent.release))
         except BaseException as exc:  # noqa: B036 - reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=wait) for _ in range(WAITERS)]
     for thread in threads:
         thread.start()
-    time.sleep(3)  # let every waiter reach the server and start waiting
+    for _ in range(WAITERS):
+        assert sent.acquire(timeout=30) and not errors, errors[:3]
+    # Every request is in the server's socket now; once each socket is read, every waiter is held by gunicorn.
+    deadline = time.monotonic() + 30
+    while requests_read_by(gunicorn) < WAITERS and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert requests_read_by(gunicorn) == WAITERS
     # With no worker running, the job stays queued: every waiter is holding a request open now.
     assert not answers and not errors
     for _ in range(5):

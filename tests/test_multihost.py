@@ -19,10 +19,13 @@ from pathlib import Path
 import pytest
 
 from engine import catalog
+from engine.connection import connect
 from engine.embedded_redis import RedisServer, find_redis_server
+from engine.enqueue import enqueue
 from engine.health import live_workers
-from engine.queues import connect, enqueue, fetch_job, job_status, make_queues
+from engine.queues import fetch_job, make_queues
 from engine.settings import PROJECT_ROOT, Settings
+from engine.status import job_status
 from tests.conftest import SAMPLE_PAGE
 from tests.processes import ProcessGroup, venv_env
 

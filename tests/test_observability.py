@@ -17,9 +17,11 @@ from rq.exceptions import AbandonedJobError
 
 from engine import catalog, events, health, logs, metrics
 from engine.embedded_redis import free_port
-from engine.queues import SERIALIZER, CatalogJob, enqueue, fetch_job, job_status, make_queues
+from engine.enqueue import enqueue
+from engine.queues import SERIALIZER, CatalogJob, fetch_job, make_queues
 from engine.redis_url import client_redis_url
 from engine.settings import PROJECT_ROOT, ConfigError, Settings
+from engine.status import job_status
 from tests.conftest import wait_for_job
 from web import create_app
 

@@ -9,9 +9,11 @@ import time
 import pytest
 
 from engine import catalog
+from engine.enqueue import enqueue
 from engine.handoff import claim
-from engine.queues import enqueue, fetch_job, job_view, make_queues
+from engine.queues import fetch_job, make_queues
 from engine.recovery import ALIVE_KEY, MANAGED_KEY, Reaper
+from engine.status import job_view
 from tests.faults import CountingSite, wait_until
 
 pytestmark = pytest.mark.integration

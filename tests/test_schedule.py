@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from clock import FIRED_PREFIX, LEADER_KEY, Clock
+from clock import FIRED_PREFIX, Clock
 from engine import schedule
-from engine.queues import RECENT_KEY, SERIALIZER, CatalogJob, connect
-from engine.schedule import Periodic, ScheduleError
+from engine.connection import connect
+from engine.enqueue import RECENT_KEY
+from engine.queues import SERIALIZER, CatalogJob
+from engine.schedule import LEADER_KEY, Periodic, ScheduleError
 from engine.settings import PROJECT_ROOT
 
 URL = {"url": "https://example.com/"}

@@ -156,13 +156,6 @@ def test_the_operator_login_opens_protected_types_on_the_form(env, redis):
     assert client.post("/", data=MAIL_FORM).status_code == 403
 
 
-def test_login_goes_on_only_to_this_site(env, redis):
-    client = form_client(env)
-    for target in ("https://evil.example/", "//evil.example/", "/\\evil.example/"):
-        response = client.post("/login", data={"username": "admin", "password": TEST_PASSWORD, "next": target})
-        assert response.headers["Location"] == "/"
-
-
 def test_no_login_and_no_protected_form_without_a_dashboard_password(env, redis):
     client = form_client(env, DASHBOARD_PASSWORD="")
     assert client.get("/login").status_code == 404
@@ -201,11 +194,11 @@ def test_one_limit_per_client_covers_every_submitting_route(env, redis):
     job_id = client.post("/api/jobs", json=VALID).get_json()["id"]  # 1
     batch = {"type": "count_words_at_url", "items": [{"url": "https://a.example/"}, {"url": "https://b.example/"}]}
     assert client.post("/api/batches", json=batch).status_code == 202  # 2 more: a batch costs its items
-    assert client.post(f"/api/jobs/{job_id}/cancel").status_code == 200  # 4
+    assert client.post(f"/api/jobs/{job_id}/cancel", json={}).status_code == 200  # 4
     assert client.post(f"/jobs/{job_id}/retry").status_code == 303  # 5
     assert client.post("/", data={"url": "https://example.com/"}).status_code == 303  # 6
     for refused in (client.post("/", data={"url": "https://example.com/"}), client.post("/api/jobs", json=VALID),
-                    client.post(f"/api/jobs/{job_id}/cancel"), client.post(f"/jobs/{job_id}/retry")):
+                    client.post(f"/api/jobs/{job_id}/cancel", json={}), client.post(f"/jobs/{job_id}/retry")):
         assert refused.status_code == 429
         assert int(refused.headers["Retry-After"]) > 0
     other = client.post("/api/jobs", json=VALID, environ_base={"REMOTE_ADDR": "198.51.100.7"})
@@ -256,9 +249,9 @@ def test_the_window_slides(redis):
 @pytest.mark.parametrize(("address", "key"), [("192.0.2.1", "192.0.2.1"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
                                               ("::ffff:192.0.2.1", "192.0.2.1")])
 def test_clients_are_counted_by_address_and_ipv6_by_its_64(address, key):
-    from web.ratelimit import client_key
+    from web.ratelimit import address_group
 
-    assert client_key(address) == key
+    assert address_group(address) == key
 
 
 def test_form_post_without_csrf_token_is_refused(env, redis):

@@ -10,8 +10,8 @@ import pytest
 import trustme
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from engine.connection import connect
 from engine.embedded_redis import RedisServer, free_port
-from engine.queues import connect
 from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD, wait_for_job
 from web import create_app

@@ -10,7 +10,8 @@ from flask import Flask
 from flask_wtf.csrf import CSRFProtect
 
 from engine import catalog
-from engine.queues import connect, make_queues
+from engine.connection import connect
+from engine.queues import make_queues
 from engine.settings import ConfigError, Settings
 from web.errors import MAX_BODY_BYTES
 

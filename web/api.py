@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
-from flask import Blueprint, jsonify, request, url_for
+from flask import Blueprint, current_app, jsonify, request, url_for
+from rq.job import Job
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from engine import batches, catalog, lifecycle
-from engine.queues import NotCancelable, cancel_job, fetch_job, job_view
+from engine.cancel import NotCancelable, cancel_job
+from engine.errors import InvalidRequest
+from engine.queues import fetch_job
+from engine.status import job_view
 from web import access, ratelimit, state
-from web.errors import ApiError
+from web.errors import MAX_BODY_BYTES, ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -17,10 +22,30 @@ SUBMIT_FIELDS = {"type", "params", "priority", "delay_seconds", "at"}
 BATCH_FIELDS = {"type", "items", "priority"}
 
 
+@bp.before_request
+def json_only():
+    """OPTIONS answers in JSON; every other call that changes state must send Content-Type: application/json.
+
+    A browser sends a cross-site request with that type only after a CORS preflight, which this API never
+    approves (no Access-Control-Allow-* header anywhere), so a page on another site cannot cancel or submit here.
+    A chunked body has no Content-Length for Werkzeug to refuse up front: it is read up to the limit, and one
+    that reaches it is refused as too large rather than parsed cut short.
+    """
+    if request.method == "OPTIONS":
+        allowed = current_app.make_default_options_response().allow
+        return jsonify(allow=sorted(allowed)), 200, {"Allow": ", ".join(sorted(allowed))}
+    if request.method in ("GET", "HEAD"):
+        return None
+    if not request.is_json:
+        raise ApiError(415, "unsupported_media_type", "Send Content-Type: application/json on every call that "
+                       "changes something (with an empty body where there is nothing to send).")
+    if len(request.get_data(cache=True)) >= MAX_BODY_BYTES:
+        raise RequestEntityTooLarge()
+    return None
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object, or a 400 saying what is wrong with it."""
-    if not request.is_json:
-        raise ApiError(400, "bad_request", "Send a JSON body with Content-Type: application/json.")
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # absurdly deep nesting: Python's JSON parser gives up, the client gets a 400
@@ -55,7 +80,7 @@ def validated_submission(body: dict[str, Any]) -> lifecycle.Submission:
             job_type, params, lifecycle.parse_priority(body.get("priority")),
             lifecycle.parse_run_at(body.get("delay_seconds"), body.get("at")),
         )
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
 
 
@@ -76,7 +101,8 @@ def submit_job():
         ratelimit.settle()  # before the key is claimed: a refused request must leave no trace
         try:
             job, created = lifecycle.submit_idempotent(
-                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body)
+                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body),
+                scope=access.client_key(),
             )
         except lifecycle.IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
@@ -96,7 +122,7 @@ def list_jobs():
         jobs, cursor = lifecycle.list_jobs(
             state.redis(), status, request.args.get("type") or None, limit, request.args.get("cursor")
         )
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     return jsonify(jobs=[job_view(job) for job in jobs], next_cursor=cursor)
 
@@ -105,12 +131,9 @@ def list_jobs():
 def get_job(job_id: str):
     """The job's status, progress, result and error; ``?wait=N`` holds the answer until it ends (N ≤ 30 s)."""
     wait = _float_arg("wait", 0.0, 0.0, lifecycle.MAX_WAIT)
+    job = _visible_job(job_id)  # before any wait: how long the answer takes must not tell a hidden job exists
     if wait > 0:
-        job = lifecycle.wait_for(state.redis(), job_id, wait)
-    else:
-        job = fetch_job(state.redis(), job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
+        job = lifecycle.wait_for(state.redis(), job_id, wait) or _not_found(job_id)
     return jsonify(job_view(job))
 
 
@@ -118,9 +141,7 @@ def get_job(job_id: str):
 def cancel(job_id: str):
     """Cancel a waiting job or stop a running one; 409 if it already ended."""
     connection = state.redis()
-    job = fetch_job(connection, job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
+    job = _visible_job(job_id)
     try:
         target = cancel_job(connection, job)
     except NotCancelable as exc:
@@ -130,6 +151,18 @@ def cancel(job_id: str):
     else:
         job = fetch_job(connection, job_id) or job
     return jsonify(job_view(job))
+
+
+def _visible_job(job_id: str) -> Job:
+    """The job, or the same 404 for an unknown id and for a protected job this request has no credential for."""
+    job = fetch_job(state.redis(), job_id)
+    if job is None or not access.may_see(job):
+        _not_found(job_id)
+    return job
+
+
+def _not_found(job_id: str) -> NoReturn:
+    raise ApiError(404, "not_found", f"No job {job_id!r}: it expired or never existed.")
 
 
 def batch_size() -> int:
@@ -157,7 +190,7 @@ def submit_batch():
         job_type, items = batches.validate_items(body.get("type"), body.get("items"))
     except catalog.UnknownJobType as exc:
         raise ApiError(422, "unknown_job_type", str(exc)) from None
-    except lifecycle.InvalidRequest as exc:
+    except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     record = batches.create_batch(state.redis(), state.queues()[priority], job_type, items, state.settings())
     view = batches.batch_view(state.redis(), record["id"])

@@ -6,6 +6,8 @@ from flask import Flask, Response, current_app, jsonify, make_response, render_t
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from engine.logs import escape
+
 MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
 
 
@@ -49,5 +51,5 @@ def _redis_down(exc: Exception):
 
 
 def _unexpected(exc: Exception):
-    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception("unhandled error on %s %s", request.method, escape(request.path))
     return error_response(InternalServerError.code, "internal_error", "Something went wrong on our side.")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import catalog
-from engine.queues import QUEUE_NAMES
+from engine.settings import QUEUE_NAMES
 
 # Form keys the page itself uses; a job parameter with one of these names would collide (a test checks none does).
 RESERVED = frozenset({"type", "priority", "csrf_token"})

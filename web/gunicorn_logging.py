@@ -9,7 +9,7 @@ from typing import Any
 from gunicorn import glogging
 
 from engine import logs
-from engine.logs import ContextFilter, JsonFormatter
+from engine.logs import ContextFilter, EscapeFilter, JsonFormatter
 from engine.settings import Settings
 
 ACCESS_FIELDS = {"h": "remote", "m": "method", "U": "path", "q": "query", "s": "status", "B": "bytes",
@@ -24,11 +24,13 @@ class StackLogger(glogging.Logger):
         settings = Settings.from_env()
         logs.configure(settings.log_format, settings.log_level)  # the app's own lines (job events) go to root
         self.json = settings.log_format == "json"
-        if self.json:
-            for log in (self.error_log, self.access_log):
-                for handler in log.handlers:
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                if self.json:
                     handler.setFormatter(JsonFormatter())
                     handler.addFilter(ContextFilter())
+                else:  # no logged value may start a line of its own
+                    handler.addFilter(EscapeFilter())
 
     def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
         """An access line; in JSON its parts are fields, the request id among them."""

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 
 from engine import batches, catalog, lifecycle
-from engine.queues import QUEUE_NAMES
+from engine.settings import QUEUE_NAMES
 from web.errors import MAX_BODY_BYTES
 
 bp = Blueprint("openapi", __name__)
@@ -22,10 +22,12 @@ STATUSES = list(lifecycle.STATUSES)
 ITEM_STATUSES = [*STATUSES, "expired"]
 BATCH_STATUSES = ["queued", "running", "finished", "failed", "canceled", "stopped", "expired"]
 ERROR_DESCRIPTIONS = {
-    "400": "Malformed JSON, or not application/json",
+    "400": "Malformed JSON",
     "401": "A wrong Authorization header (any route); or no API token where one is needed",
     "403": "The API token is needed, and this deployment has none (API_TOKEN is unset)",
-    "413": f"Body over {MAX_BODY_BYTES // 1024} KB",
+    "413": f"Body of {MAX_BODY_BYTES // 1024} KB or more",
+    "415": "Not Content-Type: application/json (every call that changes something needs it, so that a browser "
+           "must preflight a cross-site one, which this API never approves)",
     "429": "Too many submissions; see Retry-After",
     "503": "Redis unavailable",
 }
@@ -238,7 +240,7 @@ def submit_job(defs: dict[str, Any]) -> dict[str, Any]:
         "responses": {
             "200": response("The job an earlier request with this Idempotency-Key and body created", "Job", LOCATION),
             "202": response("Accepted; Location names the job", "Job", LOCATION),
-            "400": error("Malformed JSON, not application/json, or a bad Idempotency-Key"),
+            "400": error("Malformed JSON, or a bad Idempotency-Key"),
             "409": error("Idempotency-Key already used with another body, or its first request is still running "
                          "(code idempotency_conflict)"),
             "422": error("Unknown job type, invalid params or options; the message names the field"),
@@ -295,6 +297,8 @@ def cancel_job() -> dict[str, Any]:
         "operationId": "cancelJob",
         "summary": "Cancel a waiting job, or stop a running one",
         "parameters": [path_param("job_id", "The job's id")],
+        "requestBody": {"required": False, "content": json_content(
+            {"type": "object", "description": "Nothing is read: send {} or no body, with the JSON Content-Type"})},
         "responses": {
             "200": response("The job, now canceled (it was waiting) or stopped (it was running)", "Job"),
             "404": error("Unknown or expired job id"),
@@ -355,8 +359,8 @@ def document() -> dict[str, Any]:
         "components": {"schemas": {**SCHEMAS, **defs}},
     }
     for operations in paths.values():  # a wrong Authorization header is refused everywhere
-        for operation in operations.values():
-            operation["responses"].update(errors("401"))
+        for method, operation in operations.items():
+            operation["responses"].update(errors("401", *(("415",) if method == "post" else ())))
             operation.setdefault("security", [{}, {"bearer": []}])
     doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return doc

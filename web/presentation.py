@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from engine import catalog, errors
-from engine.queues import TERMINAL
+from engine.status import TERMINAL
 from web import forms, humanize
 
 WAITING = frozenset({"queued", "scheduled", "deferred"})

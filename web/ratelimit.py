@@ -60,7 +60,7 @@ class Verdict:
     retry_after: int  # seconds; 0 when allowed
 
 
-def client_key(address: str | None) -> str:
+def address_group(address: str | None) -> str:
     """The counter's name for a client address: IPv4 as is, IPv6 by its /64."""
     try:
         ip = ipaddress.ip_address(address or "")
@@ -215,9 +215,9 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientL
                        f"of {rate_text}: send fewer items at a time.")
             return too_many(message, limiter.rate.period)
         if getattr(view, "charges_itself", False):
-            g.rate_charge = (client_key(request.remote_addr), cost, time.time())
+            g.rate_charge = (address_group(request.remote_addr), cost, time.time())
             return None
-        verdict = limiter.charge(client_key(request.remote_addr), cost)
+        verdict = limiter.charge(address_group(request.remote_addr), cost)
         return None if verdict.allowed else refusal(verdict)
 
     return limiter

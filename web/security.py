@@ -9,7 +9,7 @@ from flask import Flask, Response, g, request
 from redis.exceptions import RedisError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from engine.recovery import eviction_warning
+from engine.connection import eviction_warning
 from engine.settings import Settings
 from web import access, ratelimit
 

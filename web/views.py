@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
@@ -14,12 +16,16 @@ from rq.exceptions import DeserializationError
 from rq.job import Job
 
 from engine import catalog
-from engine.queues import SERIALIZER, CatalogJob, NotCancelable, cancel_job, enqueue, fetch_job, job_status, job_view
+from engine.cancel import NotCancelable, cancel_job
+from engine.enqueue import enqueue
+from engine.queues import SERIALIZER, CatalogJob, fetch_job
+from engine.status import job_status, job_view
 from web import access, forms, humanize, presentation, state
 
 bp = Blueprint("views", __name__)
 
 RECENT_LIMIT = 10  # job ids this browser's session remembers (and the home page lists)
+_PATH_CHARS = re.compile(r"[!-\[\]-~]+")  # printable ASCII, no space and no backslash
 
 
 @bp.get("/")
@@ -75,6 +81,7 @@ def login_post():
         abort(404, description="There is no operator login here: DASHBOARD_PASSWORD is not set.")
     target = _safe_next(request.form.get("next"))
     if not access.check_login(request.form.get("username", ""), request.form.get("password", "")):
+        access.charge_failed_login()
         error = "Wrong user name or password."
         return render_template("login.html", form=FlaskForm(), error=error, next=target), 401
     access.log_in()
@@ -177,10 +184,18 @@ def _login_needed(job_type: catalog.JobType, back: str | None = None):
 
 
 def _safe_next(target: str | None) -> str:
-    """A path on this site to go on to after logging in (never another host)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("views.index")
+    """A path on this site to go on to after logging in; anything else (another host, a scheme) gives the home page.
+
+    Judged as a browser will follow it: browsers drop tabs and newlines from a URL and read a backslash as a
+    slash, so ``/<tab>/evil.example`` and ``/\\evil.example`` lead off-site. Only printable ASCII without a
+    backslash is kept, and what is left must parse as a bare path (no scheme, no host) that starts with one slash.
+    """
+    if not target or not _PATH_CHARS.fullmatch(target):
+        return url_for("views.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("views.index")
+    return target
 
 
 def _remember(job_id: str) -> None:
@@ -221,6 +236,7 @@ def _recent() -> list[dict[str, Any]] | None:
     jobs = [job for job in fetched if job is not None]
     if len(jobs) < len(ids):
         session["recent"] = [job.id for job in jobs]
+    jobs = [job for job in jobs if access.may_see(job)]  # a protected job shows again after the next login
     now = datetime.now(UTC)
     return [_recent_row(job, now) for job in jobs]
 
@@ -249,8 +265,9 @@ def _recent_row(job: Job, now: datetime) -> dict[str, Any]:
 
 
 def _job_or_404(job_id: str) -> Job:
+    """The job, or the same 404 for an unknown id and for a protected job this browser is not logged in for."""
     job = fetch_job(state.redis(), job_id)
-    if job is None:
+    if job is None or not access.may_see(job):
         abort(404, description=f"No job {job_id!r}: it expired or never existed.")
     return job
 

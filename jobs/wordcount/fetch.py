@@ -5,11 +5,12 @@ The rules (OWASP's SSRF cheat sheet made concrete):
 * Only http and https; URLs with a user name or password are refused outright (InvalidUrl), because
   ``http://example.com@127.0.0.1/`` is a classic way to make a URL look like it goes somewhere else.
 * Every A and AAAA record of the host is checked; one private, loopback, link-local, multicast or
-  otherwise non-global address refuses the whole fetch (RefusedAddress), unless it lies inside
+  otherwise non-global address (the table in jobs/wordcount/addresses.py, from IANA's special-purpose
+  registries, not Python's ``is_global``) refuses the whole fetch (RefusedAddress), unless it lies inside
   ``FetchPolicy.allow_networks``. Every IPv6 form that embeds an IPv4 address (IPv4-mapped, IPv4-compatible,
   IPv4-translated, NAT64, 6to4) is judged by that IPv4 address first; IPv4-compatible (``::/96``),
-  IPv4-translated (``::ffff:0:0:0/96``) and the rest of ``::/8`` are never global unicast and are refused
-  unless an allowed IPv6 network names them (NAT64's ``64:ff9b::/96`` is judged by its IPv4 alone).
+  IPv4-translated (``::ffff:0:0:0/96``) and everything else outside ``2000::/3`` are never global unicast and
+  are refused unless an allowed IPv6 network names them (NAT64's ``64:ff9b::/96`` is judged by its IPv4 alone).
   Cloud metadata names and addresses, and ``0.0.0.0``/``::``, are refused even when an allowed network
   covers them. ``localhost`` and ``*.localhost`` mean loopback (RFC 6761)
   without asking DNS.
@@ -55,10 +56,10 @@ from urllib3.exceptions import (
 )
 
 from engine.settings import EnvSettings, Network, integer, networks, number, var
-from jobs.wordcount import errors
+from jobs.wordcount import addresses, errors
 from jobs.wordcount.text import is_countable, media_type
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPAddress = addresses.IPAddress
 ProgressCallback = Callable[[int, int | None], None]
 # Reads a response body: given the Content-Type and an iterator of decompressed chunks, returns the page body.
 BodyReader = Callable[[str, Iterator[bytes]], Any]
@@ -77,8 +78,6 @@ METADATA_NAMES = frozenset({
 ALWAYS_REFUSED = frozenset(ipaddress.ip_address(a) for a in (
     "0.0.0.0", "::", "169.254.169.254", "169.254.170.2", "fd00:ec2::254",
 ))
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_ZERO_BLOCK = ipaddress.ip_network("::/8")  # reserved by IANA: nothing in it is global unicast
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d (deprecated, RFC 4291)
 _IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # ::ffff:0:a.b.c.d (SIIT, RFC 2765)
 _HOSTNAME = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)(?:\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$")
@@ -160,7 +159,7 @@ def parse_target(url: str) -> Target:
         raise errors.InvalidUrl(f"the URL is malformed ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        shown = f"{scheme}://" if scheme else "a URL without a scheme"
+        shown = f"{scheme}: URLs" if scheme else "a URL without a scheme"  # javascript: has no //
         raise errors.InvalidUrl(f"only http:// and https:// URLs can be fetched, not {shown}")
     if "@" in parts.netloc:
         raise errors.InvalidUrl("URLs with a user name or password are not accepted")
@@ -250,16 +249,14 @@ def address_allowed(address: IPAddress, allow_networks: tuple[Network, ...] = ()
         return False  # any form that leads to an IPv4 address is judged by that address first
     if any(address.version == net.version and address in net for net in allow_networks):
         return True
-    if address.version == 6 and address in _ZERO_BLOCK and address not in _NAT64:
-        return False  # IPv4-compatible, IPv4-translated and the rest of ::/8: never global unicast
-    return address.is_global and not address.is_multicast
+    return addresses.globally_reachable(address)
 
 
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 form leads to: NAT64, 6to4, IPv4-compatible or IPv4-translated."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
-    if address in _NAT64 or address in _IPV4_TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
+    if address in addresses.NAT64 or address in _IPV4_TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
         return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)  # :: and ::1 embed nothing
     return address.sixtofour
 

@@ -7,6 +7,7 @@ No browser: under ``CI=true`` the tests fail; elsewhere they are skipped with a 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -161,6 +162,29 @@ def page(open_browser):
     """A desktop-sized page with JavaScript on."""
     context = open_browser()
     return context.pages[0] if context.pages else context.new_page()
+
+
+def api(stack: Stack, method: str, path: str, body: object = None) -> dict:
+    """One JSON API call to the stack, as a script makes it; HTTP errors raise."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(stack.url(path), data=data, method=method,
+                                     headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def log_in(page, stack: Stack, next_path: str = "/") -> None:
+    """Log this browser in as the operator at the pages' login form, going on to ``next_path``."""
+    page.goto(stack.url("/login?next=" + next_path))
+    fill_login(page)
+    page.wait_for_url(stack.url(next_path))
+
+
+def fill_login(page) -> None:
+    """Send the operator login form the page shows."""
+    page.get_by_label("User name").fill("admin")
+    page.get_by_label("Password").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
 
 
 def screenshot(page, name: str) -> None:

@@ -1,4 +1,4 @@
-"""How the browser tests find or install Chromium, and what happens without one (no browser launched here)."""
+"""How the browser tests find or install Chromium, what happens without one, and the flags it runs with."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from tests.browser import chromium
 
 
-def test_launch_flags_are_exactly_the_agreed_ones():
-    assert chromium.LAUNCH_ARGS == [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync", "--no-first-run",
-    ]
+@pytest.mark.browser
+def test_the_browser_the_tests_drive_runs_with_every_closed_network_flag(open_browser):
+    page = open_browser().new_page()
+    page.goto("chrome://version")
+    command_line = page.locator("#command_line").inner_text().split()
+    assert [flag for flag in chromium.LAUNCH_ARGS if flag not in command_line] == []
 
 
 def test_system_chromium_comes_before_playwrights(monkeypatch):

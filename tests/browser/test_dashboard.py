@@ -7,7 +7,6 @@ uncaught page error or Content-Security-Policy violation fails the test.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import urllib.error
@@ -16,7 +15,7 @@ import urllib.request
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import TEST_PASSWORD
+from tests.browser.conftest import api, fill_login, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -35,14 +34,6 @@ document.addEventListener('securitypolicyviolation', (e) => {
 """
 
 
-def api(stack, method: str, path: str, body: object = None) -> dict:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(stack.url(path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
 def submit(stack, url: str) -> str:
     return api(stack, "POST", "/api/jobs", {"type": "count_words_at_url", "params": {"url": url}})["id"]
 
@@ -58,11 +49,12 @@ def wait_status(stack, job_id: str, wanted: str, timeout: float = 60.0) -> dict:
 
 
 @pytest.fixture
-def dashboard(open_browser):
+def dashboard(open_browser, stack):
     """A logged-in dashboard page that records every console error, page error and CSP violation."""
-    context = open_browser(http_credentials={"username": "admin", "password": TEST_PASSWORD})
+    context = open_browser()
     context.add_init_script(REPORT_CSP)
     page = context.pages[0] if context.pages else context.new_page()
+    log_in(page, stack, "/rq/")
     problems: list[str] = []
     page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
             if message.type == "error" else None)
@@ -138,11 +130,18 @@ def test_dashboard_tables_fill_in_and_its_actions_work(dashboard, stack):
     wait_status(stack, running, "finished")
 
 
-def test_dashboard_asks_for_its_login(open_browser, stack):
+def test_dashboard_asks_for_the_operator_login_and_logout_closes_it(open_browser, stack):
     context = open_browser()
     page = context.pages[0] if context.pages else context.new_page()
-    with pytest.raises(Exception, match="ERR_INVALID_AUTH_CREDENTIALS"):  # no login dialog in a headless browser
-        page.goto(stack.url("/rq/"))
-    for path in ("/rq/", "/rq/0/data/queues.json", "/rq/0/data/workers.json"):
-        response = context.request.get(stack.url(path))
-        assert response.status == 401 and response.headers["www-authenticate"].startswith("Basic")
+    page.goto(stack.url("/rq/0/view/workers"))
+    expect(page.locator("h1")).to_have_text("Operator login")  # the pages' own login, no Basic dialog
+    fill_login(page)
+    page.wait_for_url(stack.url("/rq/0/view/workers"))
+    expect(page.locator("#workers")).to_be_visible()
+    page.goto(stack.url("/"))
+    page.get_by_role("button", name="Log out").click()
+    page.goto(stack.url("/rq/"))
+    expect(page.locator("h1")).to_have_text("Operator login")
+    for path in ("/rq/0/data/queues.json", "/rq/0/data/workers.json"):
+        response = context.request.get(stack.url(path), max_redirects=0)
+        assert response.status == 303 and response.headers["location"].startswith("/login?next=")

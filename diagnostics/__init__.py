@@ -1,5 +1,8 @@
 """Diagnostic jobs for benchmarks and fault-injection tests; catalogued only when DIAGNOSTIC_JOBS is on.
 
+They are jobs, so they live beside ``jobs/`` rather than in the engine, and stand on the engine's job API alone;
+the catalogue imports this package by name, as it does ``jobs``, and ``jobs/`` keeps only the user's jobs.
+
 They let the benchmark measure the worker's own overhead (``noop``) and let tests prove that a job which
 sleeps, spins, crashes its process or leaks memory cannot take other jobs down. Never enable them in
 production: ``crash_process`` ends the worker process on purpose.
@@ -13,7 +16,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from engine.catalog import job
+from engine import job
 
 Seconds = Annotated[float, Field(ge=0, le=600)]
 Megabytes = Annotated[int, Field(ge=1, le=4096)]
