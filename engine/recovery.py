@@ -4,12 +4,13 @@ Each worker process keeps ``stack:worker:alive:<name>`` alive (TTL ``lost_after`
 ``BEAT_EVERY`` s) from a thread, whatever executes its jobs. Every ``REAP_EVERY`` s one worker (under a Redis
 lock) looks at each queue's StartedJobRegistry: a job whose execution belongs to a worker that is no longer
 alive was abandoned (SIGKILL, crash, lost machine). It is re-queued at the front at once, spending one retry,
-or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``)
-without starting are given back to their queue. So jobs run at least once: they must be idempotent.
+or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``,
+where a stock RQ worker on one queue keeps them) without starting are given back to their queue. So jobs run at
+least once: they must be idempotent.
 
 The supervisor, which sees a process die, runs the same reaper at once (``reap_now``) instead of waiting for
 the beacon to lapse. RQ's own sweeps (StartedJobRegistry.cleanup, IntermediateQueue.cleanup) come much later
-(heartbeat TTL plus the maintenance interval) and find nothing left to do; the worker skips the intermediate one.
+(heartbeat TTL plus the maintenance interval) and find nothing left to do.
 """
 
 from __future__ import annotations
