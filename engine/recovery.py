@@ -223,10 +223,13 @@ class Reaper:
                 self.connection.delete(REAPER_LOCK)
 
     def forget_dead_workers(self) -> None:
-        """Drop managed workers whose beacon stopped (their jobs were recovered above)."""
+        """Drop managed workers whose beacon stopped and whose RQ key expired too.
+
+        Not sooner: a beacon that lapses while a pass runs would otherwise be forgotten before its jobs were seen,
+        and ``is_alive`` would then trust the dead worker's RQ key (about a minute) as a plain RQ worker's."""
         for raw in self.connection.smembers(MANAGED_KEY):
             name = as_text(raw)
-            if not self.connection.exists(ALIVE_KEY.format(name)):
+            if not self.connection.exists(ALIVE_KEY.format(name), f"rq:worker:{name}"):
                 self.connection.srem(MANAGED_KEY, name)
 
 
