@@ -8,6 +8,7 @@ for a moment cannot enqueue the same run twice.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import socket
@@ -62,16 +63,19 @@ class Clock:
         """Enqueue ``entry`` for its current slot unless that slot already ran; returns the job id."""
         slot = entry.slot(now)
         remember = max(entry.period(now) * 2, timedelta(hours=1))
-        claimed = self.connection.set(
-            f"{FIRED_PREFIX}{entry.name}:{int(slot.timestamp())}", self.name, nx=True,
-            ex=int(remember.total_seconds()),
-        )
-        if not claimed:
+        fired_key = f"{FIRED_PREFIX}{entry.name}:{int(slot.timestamp())}"
+        if not self.connection.set(fired_key, self.name, nx=True, ex=int(remember.total_seconds())):
             return None
-        job = enqueue(
-            self.queues[entry.priority], catalog.get(entry.type), entry.params, self.settings,
-            meta={"schedule": entry.name, "slot": slot.isoformat().replace("+00:00", "Z")},
-        )
+        try:
+            job = enqueue(
+                self.queues[entry.priority], catalog.get(entry.type), entry.params, self.settings,
+                meta={"schedule": entry.name, "slot": slot.isoformat().replace("+00:00", "Z")},
+            )
+        except RedisError:
+            # Not enqueued (or withdrawn: no replica confirmed it): free the slot so the next tick tries again.
+            with contextlib.suppress(RedisError):
+                self.connection.delete(fired_key)
+            raise
         log.info("enqueued %s for %s (slot %s): job %s", entry.type, entry.name, slot.isoformat(), job.id)
         return job.id
 

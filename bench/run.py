@@ -9,8 +9,10 @@ Starts its own redis-server on a free loopback port, then measures, in order:
 4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
    with load from a separate process (wrk if on PATH, else bench/load.py);
 5. submit→result latency through the API (``?wait=`` long-poll if the API has it, else 2 ms polling);
-6. HTML → counts: tree-based vs streaming counter, MB/s and peak memory (bench/bench_text.py, if present);
-7. peak RSS of each process.
+6. with a replica attached and REDIS_WAIT_REPLICAS=1: the same HTTP ratio and no-op jobs/s (the cost of
+   durable acknowledgement, docs/scaling.md);
+7. HTML → counts: tree-based vs streaming counter, MB/s and peak memory (bench/bench_text.py, if present);
+8. peak RSS of each process.
 Writes bench/results/latest.json and latest.md and prints the Markdown. Timings are noisy on a shared
 machine: compare ratios from the same run.
 """
@@ -375,6 +377,26 @@ def http_ratio(port: int, duration: float, logdir: Path, web_pid: int) -> dict[s
             "rounds": {"get_rps": [r["rps"] for r in pings], "post_rps": [r["rps"] for r in posts]}}
 
 
+def with_replica(primary: RedisServer, env: dict[str, str], logdir: Path, duration: float, jobs: int | None
+                 ) -> dict[str, Any]:
+    """The HTTP ratio with every submission WAITing for a replica, and no-op jobs/s with the replica attached."""
+    with RedisServer(logdir / "replica", port=free_port(), extra=(f"replicaof 127.0.0.1 {primary.port}",)) as replica:
+        if not wait_for(lambda: Redis.from_url(replica.url).info("replication")["master_link_status"] == "up", 30):
+            raise RuntimeError("the replica did not sync; see bench/results/replica/redis.log")
+        durable_env = {**env, "REDIS_WAIT_REPLICAS": "1"}
+        Redis.from_url(primary.url).flushall()
+        port = free_port()
+        web = start_web(durable_env, port, logdir)
+        try:
+            http = http_ratio(port, duration, logdir, web.pid)
+        finally:
+            stop(web)
+        noop = None if jobs is None else run_workers(
+            ours(2, 8, "ours 2×8, replica attached"), primary.url, durable_env, "engine.diagnostics.noop", {}, jobs,
+            logdir)
+    return {"http": http, "noop": noop}
+
+
 def latency(port: int, n: int) -> dict[str, Any]:
     """Submit a noop job and wait for its result, ``n`` times in a row on an idle stack; p50/p99 in ms."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -463,7 +485,16 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["## Submit → result latency through the API (idle stack)", "",
               f"{lat['jobs']} noop jobs one after another, {lat['mode']}: p50 **{lat['p50_ms']} ms**, "
               f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms.", ""]
-    lines += ["## HTML → counts", "", "```", json.dumps(r["text"], indent=1), "```", ""]
+    rep, plain = r["replica"], next((row for row in r["noop"] if row["setup"] == "ours 2×8"), None)
+    lines += ["## With a replica: REDIS_WAIT_REPLICAS=1 (durable acknowledgement)", "",
+              "| figure | no replica, no WAIT | replica, WAIT 1 |", "|---|---|---|",
+              f"| POST /api/jobs req/s | {h['post_api_jobs']['rps']} | {rep['http']['post_api_jobs']['rps']} |",
+              f"| GET /readyz req/s | {h['get_readyz']['rps']} | {rep['http']['get_readyz']['rps']} |",
+              f"| POST ÷ GET | {h['ratio']} | {rep['http']['ratio']} |"]
+    if plain and rep["noop"]:
+        lines.append(f"| no-op jobs/s, ours 2×8 (finishes do not WAIT) | {plain['jobs_per_s']} | "
+                     f"{rep['noop']['jobs_per_s']} |")
+    lines += ["", "## HTML → counts", "", "```", json.dumps(r["text"], indent=1), "```", ""]
     lines += ["## Peak RSS per process", "", "| role | process | peak RSS MB |", "|---|---|---|"]
     for role, plist in r["rss"].items():
         for p in plist:
@@ -542,6 +573,8 @@ def main() -> int:
         finally:
             stop(web)
         result["rss"]["redis-server"] = procs.peak_rss(redis_server.process.pid)
+        result["replica"] = with_replica(redis_server, env, out, 4.0 * max(scale, 0.5),
+                                         None if args.http_only else n(4000))
     result["text"] = {"note": "skipped (--http-only)"} if args.http_only else text_speed()
     result["rss"]["bench driver (incl. page server)"] = procs.peak_rss(os.getpid())[:1]
     result["bench_seconds"] = round(time.monotonic() - began, 1)

@@ -3,15 +3,19 @@ of recent jobs that listing reads."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.client import Pipeline
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Dependency, Job, JobStatus
 
 from engine import catalog, enqueue_script, events
-from engine.settings import Settings
+from engine.settings import Settings, wait_replicas
+
+log = logging.getLogger("engine.enqueue")
 
 RECENT_KEY = "stack:jobs:recent"  # sorted set: job id → enqueue time, newest last
 RECENT_KEEP = 10_000  # bounded: the list is for people, the registries hold the rest
@@ -57,7 +61,11 @@ def enqueue(
             job = queue.enqueue_call(func=job_type.func_path, kwargs=params, pipeline=pipe, **options)
             index(pipe, job)
             events.on_submit(job, pipe)
-            enqueue_script.run(queue.connection, pipe, charge)
+            try:
+                enqueue_script.run(queue.connection, pipe, charge, durable(settings))
+            except enqueue_script.NotReplicated as exc:
+                _withdraw(queue, job, exc)
+                raise
         events.submitted(job)
         return job
     if charge is not None:  # charged on its own first: RQ's scheduling and dependency paths write as they go
@@ -71,9 +79,46 @@ def enqueue(
     with queue.connection.pipeline(transaction=False) as pipe:
         index(pipe, job)
         events.on_submit(job, pipe)
-        pipe.execute()
+        wait = durable(settings)
+        if wait is not None:
+            pipe.wait(wait.replicas, wait.timeout_ms)  # covers RQ's writes above too: they came first
+        replies = pipe.execute()
+    if wait is not None and replies[-1] < wait.replicas:
+        exc = enqueue_script.NotReplicated(wait, replies[-1])
+        _withdraw(queue, job, exc)
+        raise exc
     events.submitted(job)
     return job
+
+
+def durable(settings: Settings) -> enqueue_script.Durable | None:
+    """The WAIT a submission needs before it is acknowledged, if any (engine.settings.wait_replicas)."""
+    replicas = wait_replicas(settings)
+    return enqueue_script.Durable(replicas, settings.redis_wait_timeout_ms) if replicas else None
+
+
+# Undo a submission no replica confirmed: take it off its queue or registry and delete it, unless a worker
+# already took it (then it is whole and runs: at least once, like any job). Either way nothing is half-made.
+_WITHDRAW = """
+local gone = redis.call('LREM', KEYS[1], 0, ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1])
+    + redis.call('ZREM', KEYS[3], ARGV[1])
+if gone > 0 then
+    redis.call('DEL', KEYS[4])
+    redis.call('ZREM', KEYS[5], ARGV[1])
+end
+return gone
+"""
+
+
+def _withdraw(queue: Queue, job: Job, reason: enqueue_script.NotReplicated) -> None:
+    """Undo ``job``'s submission (the API answers 503 for it), unless a worker already took it."""
+    keys = [queue.key, queue.scheduled_job_registry.key, queue.deferred_job_registry.key, job.key, RECENT_KEY]
+    try:
+        withdrawn = queue.connection.eval(_WITHDRAW, len(keys), *keys, job.id)
+    except RedisError:  # the primary just went away: the job is on no replica either, so it is gone
+        withdrawn = None
+    log.warning("job %s not acknowledged (%s); %s", job.id, reason,
+                "a worker had already taken it, so it runs" if withdrawn == 0 else "withdrawn")
 
 
 def _whole_second_up(when: datetime) -> datetime:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError, RedisError
 
 # KEYS: none, or the client's current and previous window counters. ARGV: cost, expiry, share of the previous
 # window in view, limit; then each command as its argument count followed by its arguments. The shebang makes
@@ -50,6 +51,22 @@ class Charge:
     limit: int
 
 
+@dataclass(frozen=True)
+class Durable:
+    """Acknowledge only once ``replicas`` replicas have the writes (Redis WAIT), waiting up to ``timeout_ms``."""
+
+    replicas: int
+    timeout_ms: int
+
+
+class NotReplicated(RedisError):
+    """Fewer replicas than asked confirmed the writes in time: they may not survive a failover."""
+
+    def __init__(self, durable: Durable, confirmed: int):
+        super().__init__(f"{confirmed} of {durable.replicas} replica(s) confirmed within {durable.timeout_ms} ms")
+        self.confirmed = confirmed
+
+
 class Refused(Exception):
     """The charge did not fit, so nothing was enqueued; the refused charge still counts."""
 
@@ -58,8 +75,12 @@ class Refused(Exception):
         self.charge, self.current, self.previous = charge, current, previous
 
 
-def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None) -> None:
-    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit."""
+def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None, durable: Durable | None = None) -> None:
+    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit.
+
+    With ``durable``, a WAIT rides in the same round trip; NotReplicated if too few replicas confirmed (the
+    writes are made on the primary all the same: the caller decides what to undo).
+    """
     args: list[object] = [0, 0, 0, 0] if charge is None else [
         charge.cost, charge.expire, repr(charge.in_view), charge.limit
     ]
@@ -67,7 +88,32 @@ def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None) -> None
         args.append(len(command))
         args.extend(command)
     keys = [] if charge is None else [charge.current_key, charge.previous_key]
-    current, previous, allowed = _SCRIPT(keys, args, client=connection)
+    if durable is None or durable.replicas == 0:
+        current, previous, allowed = _SCRIPT(keys, args, client=connection)
+        confirmed = 0
+    else:
+        (current, previous, allowed), confirmed = _run_and_wait(connection, keys, args, durable)
     pipe.reset()  # its commands ran in the script; nothing is left to execute
     if not allowed:
         raise Refused(charge, int(current), int(previous))  # type: ignore[arg-type]
+    if durable is not None and confirmed < durable.replicas:
+        raise NotReplicated(durable, confirmed)
+
+
+def _run_and_wait(connection: Redis, keys: list[str], args: list[object], durable: Durable) -> tuple[list, int]:
+    """EVALSHA and WAIT in one round trip (a promoted replica may not know the script yet: load it, once)."""
+    reply, confirmed = _evalsha_and_wait(connection, keys, args, durable)
+    if isinstance(reply, NoScriptError):
+        connection.script_load(_LUA)
+        reply, confirmed = _evalsha_and_wait(connection, keys, args, durable)
+    for value in (reply, confirmed):
+        if isinstance(value, Exception):
+            raise value
+    return reply, int(confirmed)
+
+
+def _evalsha_and_wait(connection: Redis, keys: list[str], args: list[object], durable: Durable) -> list:
+    with connection.pipeline(transaction=False) as wire:
+        wire.evalsha(_SCRIPT.sha, len(keys), *keys, *args)
+        wire.wait(durable.replicas, durable.timeout_ms)
+        return wire.execute(raise_on_error=False)

@@ -48,6 +48,7 @@ BEAT_EVERY = 2.0
 REAP_EVERY = 3.0
 LOST_AFTER = 10  # seconds without a beat before a worker counts as gone; detection ≤ LOST_AFTER + REAP_EVERY
 WORKER_LOST = "WorkerLost"
+PRIMARY_CHANGED = "PrimaryChanged"  # interruption reason: its end was recorded on a primary that is gone
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
@@ -128,6 +129,37 @@ def recover(connection: Redis, job: Job, queue: Queue, execution: Execution | No
     fail_lost(connection, job, queue, execution)
     events.on_abandoned(job, worker_name, retried=False)
     return "failed"
+
+
+def requeue_orphans(connection: Redis, worker_name: str, running: Callable[[], set[str]]) -> int:
+    """After the primary changed (failover, restart): re-run the jobs it shows started by this worker that the
+    worker no longer runs. Their end was written to the old primary and never reached this one (replication is
+    asynchronous), so without this they would sit in ``started`` under a live worker. At least once: they run
+    again, without spending a retry (they did not fail)."""
+    entries = [(name, as_text(entry)) for name in Reaper(connection).all_queue_names()
+               for entry in connection.zrange(StartedJobRegistry(name, connection=connection).key, 0, -1)]
+    busy = running()  # read after the registry: a job started since then is not in it
+    requeued = 0
+    for queue_name, entry in entries:
+        job_id, execution_id = parse_composite_key(entry)
+        execution = Execution(execution_id, job_id, connection)
+        try:
+            execution.refresh()
+        except ValueError:
+            continue
+        if job_id in busy or execution.worker_name != worker_name:
+            continue
+        queue = Queue(queue_name, connection=connection, serializer=SERIALIZER, job_class=CatalogJob)
+        try:
+            job = CatalogJob.fetch(job_id, connection=connection, serializer=SERIALIZER)
+        except NoSuchJobError:
+            continue
+        if job.get_status(refresh=False) == JobStatus.STARTED:
+            requeue_now(connection, job, queue, execution, PRIMARY_CHANGED)
+            connection.zrem(StartedJobRegistry(queue_name, connection=connection).key, entry)
+            log.warning("job %s: its end was lost with the old primary; it runs again", job_id)
+            requeued += 1
+    return requeued
 
 
 class Reaper:
@@ -237,12 +269,15 @@ class Beacon(threading.Thread):
     """A worker's liveness heartbeat, which also runs the reaper when it wins the lock."""
 
     def __init__(self, connection: Redis, worker_name: str, lost_after: int = LOST_AFTER,
-                 on_reap: Callable[[dict[str, int]], None] | None = None):
+                 on_reap: Callable[[dict[str, int]], None] | None = None,
+                 running: Callable[[], set[str]] | None = None):
         super().__init__(name=f"beacon-{worker_name}", daemon=True)
         self.connection = connection
         self.worker_name = worker_name
         self.lost_after = lost_after
         self.on_reap = on_reap
+        self.running = running  # the ids of the jobs this worker runs now; enables requeue_orphans
+        self._server_id: str | None = None
         self.reaper = Reaper(connection, stuck_after=lost_after)
         self._stopping = threading.Event()
         self._healthy_since: float | None = None
@@ -253,7 +288,18 @@ class Beacon(threading.Thread):
         with self.connection.pipeline() as pipeline:
             pipeline.set(ALIVE_KEY.format(self.worker_name), time.time(), ex=self.lost_after)
             pipeline.sadd(MANAGED_KEY, self.worker_name)
-            pipeline.execute()
+            if self.running is not None:
+                pipeline.info("server")
+            replies = pipeline.execute()
+        if self.running is not None:
+            self._check_server(replies[-1]["run_id"])
+
+    def _check_server(self, server_id: str) -> None:
+        """A new Redis process (a promoted replica, a restart) may lack the ends of jobs this worker finished."""
+        if self._server_id is not None and server_id != self._server_id and self.running is not None:
+            log.warning("beacon: Redis is a different server now (failover or restart); checking this worker's jobs")
+            requeue_orphans(self.connection, self.worker_name, self.running)
+        self._server_id = server_id
 
     def maybe_reap(self) -> None:
         """Reap if due, Redis has been reachable for a full beacon period, and no other worker holds the lock."""

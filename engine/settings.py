@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
-from urllib.parse import urlparse
+
+from engine import redis_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 VAR_DIR = PROJECT_ROOT / "var"
@@ -113,6 +114,15 @@ def choice(*options: str) -> Parser:
     return parse
 
 
+def auto_or(parse: Parser) -> Parser:
+    """``auto`` (None: the code decides from the rest of the configuration), or what ``parse`` accepts."""
+
+    def parsed(raw: str) -> Any:
+        return None if raw.strip().lower() == "auto" else parse(raw)
+
+    return parsed
+
+
 def text(raw: str) -> str:
     """Any text, as given."""
     return raw
@@ -165,19 +175,6 @@ def rate(raw: str) -> str:
     return value
 
 
-def redis_url(raw: str) -> str:
-    """A redis://, rediss:// or unix:// URL."""
-    parsed = urlparse(raw)
-    if parsed.scheme not in ("redis", "rediss", "unix"):
-        raise ValueError(f"scheme must be redis://, rediss:// or unix://, got {raw!r}")
-    if parsed.scheme == "unix" and not parsed.path:
-        raise ValueError("unix:// URL needs a socket path, e.g. unix:///path/to/redis.sock")
-    if parsed.scheme != "unix" and not parsed.hostname:
-        raise ValueError(f"no host in {raw!r}")
-    parsed.port  # noqa: B018 - raises ValueError on a bad port
-    return raw
-
-
 DAY = 24 * 3600
 
 
@@ -185,8 +182,11 @@ DAY = 24 * 3600
 class Settings(EnvSettings):
     """The engine's configuration, shared by web, worker, clock and CLI."""
 
-    redis_url: str = var("REDIS_URL", redis_url, "redis://localhost:6379/0")
+    redis_url: str = var("REDIS_URL", redis_url.validate, "redis://localhost:6379/0")
     redis_tls_verify: bool = var("REDIS_TLS_VERIFY", boolean, True)
+    # Replicas that must have a submission before it is acknowledged (Redis WAIT); auto: 1 under Sentinel, else 0.
+    redis_wait_replicas: int | None = var("REDIS_WAIT_REPLICAS", auto_or(integer(0, 10)), None)
+    redis_wait_timeout_ms: int = var("REDIS_WAIT_TIMEOUT_MS", integer(1, 60_000), 500)
     app_env: str = var("APP_ENV", choice("production", "development", "testing"), "production")
     port: int = var("PORT", integer(1, 65535), 5000)
     web_concurrency: int = var("WEB_CONCURRENCY", integer(1, 64), 2)
@@ -222,3 +222,11 @@ def diagnostic_jobs_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """DIAGNOSTIC_JOBS alone, without reading (and failing on) the rest of the environment."""
     spec = next(f for f in dataclasses.fields(Settings) if f.name == "diagnostic_jobs")
     return read(spec, os.environ if environ is None else environ)
+
+
+def wait_replicas(settings: Settings) -> int:
+    """How many replicas must confirm a submission: REDIS_WAIT_REPLICAS, or for ``auto`` 1 behind Sentinel (it
+    exists to promote a replica, so one is there to confirm) and 0 otherwise (a lone Redis has none to wait for)."""
+    if settings.redis_wait_replicas is not None:
+        return settings.redis_wait_replicas
+    return 1 if redis_url.is_sentinel(settings.redis_url) else 0

@@ -51,11 +51,12 @@ from rq.timeouts import JobTimeoutException
 from rq.utils import now
 from rq.worker import BaseWorker, WorkerStatus
 
-from engine import events, failure, logs, recovery, scheduler
+from engine import events, failure, logs, recovery
 from engine.connection import eviction_warning
 from engine.handoff import Claim, claim, poll_pause
 from engine.queues import SERIALIZER, CatalogJob
 from engine.records import Batch, failed, finished
+from engine.scheduler import KeptScheduler
 from engine.settings import Settings
 from engine.watchdog import WATCHDOG, raise_in_thread
 
@@ -139,7 +140,7 @@ class StackWorker(BaseWorker):
         self._outbox: stdlib_queue.SimpleQueue[Running] = stdlib_queue.SimpleQueue()
         self._batch: Batch | None = None
         self._beacon: recovery.Beacon | None = None
-        self._scheduler: scheduler.SchedulerThread | None = None
+        self._scheduler: KeptScheduler | None = None
         self._last_heartbeat = self._last_job_heartbeats = 0.0
         self._suspended = False
         # RQ's own maintenance (its started-registry cleanup of abandoned jobs) calls them too.
@@ -403,15 +404,33 @@ class StackWorker(BaseWorker):
         warning = eviction_warning(self.connection)
         if warning:
             self.log.warning(warning)
-        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after)
+        self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after,
+                                       running=self.running_job_ids)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
         for number in range(self.threads):
             threading.Thread(target=self._job_thread, name=f"job-{number}", daemon=True).start()
         if with_scheduler:
-            self._scheduler = scheduler.start(self.queues, self.connection, burst, self.log)
+            self._start_scheduler(burst)
         signal.signal(signal.SIGTERM, self.ask_to_stop)
         signal.signal(signal.SIGINT, self.ask_to_stop)
+
+    def _start_scheduler(self, burst: bool) -> None:
+        """RQ's scheduler in a thread of this process (engine.scheduler); in burst mode one pass, if no other
+        scheduler holds the queues' locks."""
+        scheduler = KeptScheduler(self.queues, self.connection, serializer=SERIALIZER)
+        if not burst:
+            self._scheduler = scheduler
+            scheduler.start()
+        elif scheduler.acquire_locks():
+            try:
+                scheduler.enqueue_scheduled_jobs()
+            finally:
+                scheduler.release_locks()
+
+    def running_job_ids(self) -> set[str]:
+        """The jobs claimed and not yet recorded as ended (the beacon's check after a primary change reads it)."""
+        return set(self.running.copy())  # a copy in one step: the main thread changes the dict meanwhile
 
     def ask_to_stop(self, signum: int = signal.SIGTERM, frame: Any = None) -> None:
         """SIGTERM/SIGINT: stop claiming; the grace period runs from the first signal, later ones change nothing."""
@@ -449,7 +468,7 @@ class StackWorker(BaseWorker):
         except RedisError:
             pass
         if self._scheduler is not None:
-            self._scheduler.stop()
+            self._scheduler.shutdown()
         try:
             self.register_death()
             self.unsubscribe()

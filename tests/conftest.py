@@ -96,7 +96,7 @@ class WorkerProcess:
             env={**os.environ, **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, so stop() can also reap its scheduler child
+            start_new_session=True,  # its own process group, so stop() can also reap its supervised children
         )
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -108,7 +108,7 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        # A killed worker's scheduler process would live on and keep writing to the next test's Redis.
+        # A killed supervisor's children would live on and keep writing to the next test's Redis.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self._log.close()

@@ -21,7 +21,7 @@ JOB_ROOMS = ("jobs", "diagnostics")  # the user's jobs, and the ones for benchma
 JOB_API = {"engine", "engine.settings"}  # what a job may import from the engine
 # What ``import engine`` loads for a job: the decorator and catalogue, Progress, the errors, Periodic, ended_items.
 JOB_SIDE = {"engine", "engine.aggregate", "engine.catalog", "engine.errors", "engine.progress", "engine.schedule",
-            "engine.settings", "engine.status"}
+            "engine.settings", "engine.redis_url", "engine.status"}  # redis_url: the settings' URL parser, no client
 PROCESS_MACHINERY = {"multiprocessing", "subprocess", "signal", "rq.worker", "rq.queue", "rq.registry"}
 
 

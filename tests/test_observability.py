@@ -93,7 +93,7 @@ def test_bad_operations_settings_name_the_variable(name, value):
 )
 def test_client_url_carries_the_tls_choice(url, verify, expected):
     settings = Settings.from_env({"REDIS_URL": url, "REDIS_TLS_VERIFY": str(verify).lower()})
-    assert client_redis_url(settings) == expected
+    assert client_redis_url(settings.redis_url, settings.redis_tls_verify) == expected
 
 
 # --- logs ---------------------------------------------------------------------------------------------------

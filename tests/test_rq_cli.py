@@ -17,7 +17,7 @@ from tests.processes import ProcessGroup, venv_env
 pytestmark = pytest.mark.integration
 
 # The README shows this exact command; keep them the same.
-COMMAND = ("rq worker -w engine.worker.StackWorker -j engine.queues.CatalogJob"
+COMMAND = ("rq worker -c engine.rq_config -w engine.worker.StackWorker -j engine.queues.CatalogJob"
            " -S rq.serializers.JSONSerializer --with-scheduler high default low")
 
 

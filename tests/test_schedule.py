@@ -1,5 +1,6 @@
 """Periodic jobs: schedule validation, slots, and the clock's leader election and once-per-slot enqueue."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from clock import FIRED_PREFIX, Clock
 from engine import schedule
 from engine.connection import connect
 from engine.enqueue import RECENT_KEY
+from engine.enqueue_script import NotReplicated
 from engine.queues import SERIALIZER, CatalogJob
 from engine.schedule import LEADER_KEY, Periodic, ScheduleError
 from engine.settings import PROJECT_ROOT
@@ -95,6 +97,18 @@ def test_only_the_leader_enqueues_and_each_slot_once(settings, redis):
     assert job.meta["schedule"] == "hourly" and job.meta["slot"] == "2030-05-01T11:00:00Z"
     assert job.kwargs == {**URL, "top": 20}
     assert len(redis.keys(FIRED_PREFIX + "*")) == 2
+
+
+def test_a_slot_no_replica_confirmed_is_tried_again_on_the_next_tick(settings, redis):
+    entries = schedule.load(declared=(Periodic("hourly", "count_words_at_url", URL, every=3600),))
+    now = datetime(2030, 5, 1, 10, 47, tzinfo=UTC)
+    # This Redis has no replica: asking for one makes every enqueue time out unconfirmed, and be withdrawn.
+    unconfirmed = dataclasses.replace(settings, redis_wait_replicas=1, redis_wait_timeout_ms=10)
+    with pytest.raises(NotReplicated):
+        Clock(connect(unconfirmed), unconfirmed, entries, name="first").tick(now)
+    assert not redis.keys(FIRED_PREFIX + "*") and not redis.zcard(RECENT_KEY)
+    assert not redis.lrange("rq:queue:default", 0, -1) and not redis.keys("rq:job:*")
+    assert len(Clock(connect(settings), settings, entries, name="first").tick(now + timedelta(seconds=1))) == 1
 
 
 def until(condition, timeout: float = 20.0) -> bool:

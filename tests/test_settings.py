@@ -21,7 +21,9 @@ def test_defaults():
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://localhost:6379/0", "rediss://:pw@redis.example.com:6380/0", "unix:///tmp/redis.sock?db=1"],
+    ["redis://localhost:6379/0", "rediss://:pw@redis.example.com:6380/0", "unix:///tmp/redis.sock?db=1",
+     "redis+sentinel://:pw@s1:26379,s2:26380/mymaster/2?ssl=true&sentinel_password=x&sentinel_socket_timeout=0.2",
+     "redis+sentinel://s1/mymaster"],
 )
 def test_redis_url_schemes_accepted(url):
     assert Settings.from_env({"REDIS_URL": url}).redis_url == url
@@ -39,6 +41,13 @@ def test_allow_networks_parsed():
         ("REDIS_URL", "redis://"),
         ("REDIS_URL", "redis://localhost:notaport/0"),
         ("REDIS_URL", "unix://"),
+        ("REDIS_URL", "redis+sentinel://s1:26379"),  # no service name
+        ("REDIS_URL", "redis+sentinel://s1:26379/mymaster/zero"),
+        ("REDIS_URL", "redis+sentinel://s1:port/mymaster"),
+        ("REDIS_URL", "redis+sentinel://s1:26379/mymaster?socket_timeout=1"),  # unknown option: refused, not ignored
+        ("REDIS_URL", "redis+sentinel://s1:26379/mymaster?ssl=maybe"),
+        ("REDIS_WAIT_REPLICAS", "some"),
+        ("REDIS_WAIT_TIMEOUT_MS", "0"),
         ("PORT", "abc"),
         ("PORT", "70000"),
         ("WEB_CONCURRENCY", "0"),

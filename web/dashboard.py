@@ -14,11 +14,11 @@ from typing import Any
 import rq_dashboard
 import rq_dashboard.web
 from flask import Flask, Response, current_app, redirect, request, url_for
+from redis import Redis
 from rq import Worker
 from rq.exceptions import NoSuchJobError
 
 from engine.queues import SERIALIZER
-from engine.redis_url import client_redis_url
 from engine.settings import Settings
 from web import access, ratelimit
 
@@ -44,8 +44,13 @@ def init_app(app: Flask, settings: Settings) -> None:
     # it: a busy worker's current job would be read with pickle and the workers table would answer 500.
     rq_dashboard.web.config.serializer = SERIALIZER
     rq_dashboard.web.Worker = JsonWorkers
-    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", client_redis_url(settings))
-    rq_dashboard.web.setup_rq_connection(app)
+    # It builds a client from the URL (through redis-sentinel-url, which reads neither ssl nor the Sentinels'
+    # password from it) at start-up and again on every page: it gets this app's own client instead, with the
+    # same timeouts, TLS choice and Sentinel options, from one bounded pool.
+    rq_dashboard.web.from_url = _this_apps_client
+    app.config.setdefault("RQ_DASHBOARD_REDIS_URL", settings.redis_url)
+    with app.app_context():
+        rq_dashboard.web.setup_rq_connection(app)
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
 
     @app.before_request
@@ -65,6 +70,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     @app.errorhandler(NoSuchJobError)
     def no_such_job(exc: NoSuchJobError):
         return Response("No such job: it expired or never existed.\n", 404, {"Content-Type": "text/plain"})
+
+
+def _this_apps_client(url: str, **options: Any) -> tuple[None, Redis]:
+    """What rq-dashboard calls ``from_url``: (no Sentinel object, the app's Redis client)."""
+    return None, current_app.extensions["redis"]
 
 
 def _login_refusal() -> Response | None:

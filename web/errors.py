@@ -6,9 +6,11 @@ from flask import Flask, Response, current_app, jsonify, make_response, render_t
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
+from engine.enqueue_script import NotReplicated
 from engine.logs import escape
 
 MAX_BODY_BYTES = 512 * 1024  # a 100 KB text parameter, even \u-escaped; larger bodies get a 413
+RETRY_AFTER = 2  # seconds a client should wait after a 503: a restart or a Sentinel failover takes a few
 
 
 class ApiError(Exception):
@@ -47,7 +49,11 @@ def _http_error(exc: HTTPException):
 
 
 def _redis_down(exc: Exception):
-    return error_response(ServiceUnavailable.code, "redis_unavailable", "The job store is unavailable; try again.")
+    message = ("No replica confirmed the job in time, so it was not accepted; try again."
+               if isinstance(exc, NotReplicated) else "The job store is unavailable; try again.")
+    response = error_response(ServiceUnavailable.code, "redis_unavailable", message)
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _unexpected(exc: Exception):
