@@ -411,22 +411,19 @@ class StackWorker(BaseWorker):
         for number in range(self.threads):
             threading.Thread(target=self._job_thread, name=f"job-{number}", daemon=True).start()
         if with_scheduler:
-            self._start_scheduler(burst)
+            self._run_scheduler(burst)
         signal.signal(signal.SIGTERM, self.ask_to_stop)
         signal.signal(signal.SIGINT, self.ask_to_stop)
 
-    def _start_scheduler(self, burst: bool) -> None:
+    def _run_scheduler(self, burst: bool) -> None:
         """RQ's scheduler in a thread of this process (engine.scheduler); in burst mode one pass, if no other
         scheduler holds the queues' locks."""
         scheduler = KeptScheduler(self.queues, self.connection, serializer=SERIALIZER)
-        if not burst:
+        if burst:
+            scheduler.once()
+        else:
             self._scheduler = scheduler
             scheduler.start()
-        elif scheduler.acquire_locks():
-            try:
-                scheduler.enqueue_scheduled_jobs()
-            finally:
-                scheduler.release_locks()
 
     def running_job_ids(self) -> set[str]:
         """The jobs claimed and not yet recorded as ended (the beacon's check after a primary change reads it)."""

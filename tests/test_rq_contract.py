@@ -3,7 +3,9 @@ Worker.all, rq info, rq-dashboard's JSON), and touches RQ through few, named sea
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
 import time
@@ -17,6 +19,8 @@ from rq.job import Job
 from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.results import Result
 
+import engine
+import web
 from engine.queues import SERIALIZER, CatalogJob, make_queues
 from engine.worker import StackWorker
 from tests.conftest import TEST_PASSWORD
@@ -40,9 +44,24 @@ SEAMS = {
 PRIVATES = {"Queue._enqueue_job": "re-queue a started job at the front without RQ's dependency checks"}
 
 
+def our_rq_subclasses() -> set[type]:
+    """Every class defined in the engine or the web app that inherits from one of RQ's."""
+    found = set()
+    for package in (engine, web):
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            if "gunicorn" in info.name:  # gunicorn's settings monkey-patch the process on import; no RQ classes
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if (inspect.isclass(value) and value.__module__ == module.__name__
+                        and any(base.__module__.startswith("rq.") for base in value.__mro__[1:])):
+                    found.add(value)
+    return found
+
+
 def rq_overrides() -> set[tuple[type, str]]:
     found = set()
-    for klass in {k for k, _ in SEAMS}:
+    for klass in our_rq_subclasses():
         rq_bases = [base for base in klass.__mro__[1:] if base.__module__.startswith("rq.")]
         for name, value in vars(klass).items():
             if (inspect.isfunction(value) or isinstance(value, property | classmethod)) and any(
