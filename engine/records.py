@@ -89,7 +89,6 @@ class Batch:
         self.pipe = connection.pipeline(transaction=False)
         self._wanted: list[int] = []  # positions in the pipeline whose replies the caller asked for
         self.absent: set[str] = set()  # keys known not to exist (RQ's cleanup EXPIREs them all the same)
-        self.jobs = 0
 
     def want(self, command: str, key: str, since: int = 0) -> int:
         """Ask for the reply of the last ``command`` on ``key`` written since position ``since`` (without one, of
