@@ -35,6 +35,7 @@ smoke: $(RUN_VENV)/.installed  ## what a deploy does: boot web, worker and clock
 test: $(VENV)/.dev  ## lint, then the whole test suite against a private redis-server and real workers
 	$(BIN)/ruff check .
 	$(BIN)/python -m tests.browser.chromium  # finds Chromium for the browser tests, installing it if missing
+	$(BIN)/python -m tests.system_packages  # a TLS-capable redis-server and ip/unshare, for the TLS and multi-host tiers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lock: $(VENV)/.dev  ## recompile both lock files from requirements*.in; UPGRADE=name bumps that one package

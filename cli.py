@@ -101,24 +101,23 @@ def submission_from(args: argparse.Namespace) -> tuple[lifecycle.Submission, dic
 
 def cmd_submit(connection: Redis, settings: Settings, args: argparse.Namespace, out: Output) -> int:
     submission, body = submission_from(args)
-    queues = make_queues(connection)
     if args.idempotency_key:
         if not lifecycle.valid_idempotency_key(args.idempotency_key):
             raise CliError("usage", "--idempotency-key must be 1 to 255 printable ASCII characters", 2)
         try:
-            job, _ = lifecycle.submit_idempotent(connection, queues, submission, settings, args.idempotency_key,
+            job, _ = lifecycle.submit_idempotent(connection, submission, settings, args.idempotency_key,
                                                  submission.fingerprint(body))
         except lifecycle.IdempotencyConflict as exc:
             raise CliError("idempotency_conflict", str(exc)) from None
     else:
-        job = lifecycle.submit(connection, queues, submission, settings)
+        job = lifecycle.submit(connection, submission, settings)
     if not args.wait:
-        out.emit(job_view(job), describe)
+        out.emit(job, describe)
         return 0
     if not args.json:
-        print(f"Submitted {job.id} ({submission.job_type.name}, {submission.priority} priority); waiting…",
+        print(f"Submitted {job['id']} ({submission.job_type.name}, {submission.priority} priority); waiting…",
               file=sys.stderr)
-    return finish(connection, job.id, args.timeout, out)
+    return finish(connection, job["id"], args.timeout, out)
 
 
 # Reading and waiting -------------------------------------------------------------------------------------------

@@ -21,10 +21,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.scripts import acquire_or_refresh_lock, release_lock
 
-from engine import catalog, schedule
+from engine import catalog, lifecycle, schedule
 from engine.connection import connect
-from engine.enqueue import enqueue
-from engine.queues import make_queues
 from engine.settings import ConfigError, Settings
 
 FIRED_PREFIX = "stack:clock:fired:"
@@ -43,7 +41,6 @@ class Clock:
         self.settings = settings
         self.entries = entries
         self.name = name or f"{socket.gethostname()}.{uuid.uuid4().hex[:8]}"
-        self.queues = make_queues(connection)
         self.leading = False
         self.stopping = False
 
@@ -67,17 +64,17 @@ class Clock:
         if not self.connection.set(fired_key, self.name, nx=True, ex=int(remember.total_seconds())):
             return None
         try:
-            job = enqueue(
-                self.queues[entry.priority], catalog.get(entry.type), entry.params, self.settings,
-                meta={"schedule": entry.name, "slot": slot.isoformat().replace("+00:00", "Z")},
+            job = lifecycle.submit(
+                self.connection, lifecycle.Submission(catalog.get(entry.type), entry.params, entry.priority),
+                self.settings, meta={"schedule": entry.name, "slot": slot.isoformat().replace("+00:00", "Z")},
             )
         except RedisError:
             # Not enqueued (or withdrawn: no replica confirmed it): free the slot so the next tick tries again.
             with contextlib.suppress(RedisError):
                 self.connection.delete(fired_key)
             raise
-        log.info("enqueued %s for %s (slot %s): job %s", entry.type, entry.name, slot.isoformat(), job.id)
-        return job.id
+        log.info("enqueued %s for %s (slot %s): job %s", entry.type, entry.name, slot.isoformat(), job["id"])
+        return job["id"]
 
     def run(self) -> None:
         """Tick until SIGTERM or SIGINT; a Redis outage is logged and retried, never fatal."""

@@ -58,7 +58,7 @@ def counting() -> Iterator[Counter[str]]:
 
 def fill(conn: Redis, n: int) -> None:
     queue = make_queues(conn)["default"]
-    data = [Queue.prepare_data("diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
+    data = [Queue.prepare_data("tests.diagnostics.noop", timeout=60, result_ttl=600) for _ in range(n)]
     with conn.pipeline() as pipe:
         queue.enqueue_many(data, pipeline=pipe)
         pipe.execute()

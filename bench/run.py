@@ -242,7 +242,7 @@ def fault_sigkill(url: str, env: dict[str, str], logdir: Path, jobs: int = 48) -
     """SIGKILL the whole shipped worker (supervisor and processes) with 16+ jobs in flight; start a new one."""
     conn = Redis.from_url(url)
     conn.flushall()
-    ids = fill(conn, "diagnostics.sleep", {"seconds": 3.0}, jobs, retry=Retry(max=1))
+    ids = fill(conn, "tests.diagnostics.sleep", {"seconds": 3.0}, jobs, retry=Retry(max=1))
     first = start(shipped(), env, logdir / "fault_sigkill.log")
     wait_for(lambda: conn.zcard("rq:wip:default") >= 16, 60)
     in_flight = [job_id for job_id, (status, _) in job_states(conn, ids).items() if status == "started"]
@@ -265,8 +265,8 @@ def fault_sigterm(url: str, env: dict[str, str], logdir: Path, grace: int = 3) -
     """SIGTERM the shipped worker with 12 jobs running (6 short, 6 longer than the grace); start a new one."""
     conn = Redis.from_url(url)
     conn.flushall()
-    short = fill(conn, "diagnostics.sleep", {"seconds": 1.0}, 6)
-    long = fill(conn, "diagnostics.sleep", {"seconds": 20.0}, 6)
+    short = fill(conn, "tests.diagnostics.sleep", {"seconds": 1.0}, 6)
+    long = fill(conn, "tests.diagnostics.sleep", {"seconds": 20.0}, 6)
     first = start(shipped(), {**env, "SHUTDOWN_GRACE": str(grace)}, logdir / "fault_sigterm.log")
     wait_for(lambda: conn.zcard("rq:wip:default") >= 12, 60)
     sent = time.monotonic()
@@ -392,7 +392,7 @@ def with_replica(primary: RedisServer, env: dict[str, str], logdir: Path, durati
         finally:
             stop(web)
         noop = None if jobs is None else run_workers(
-            ours(2, 8, "ours 2×8, replica attached"), primary.url, durable_env, "engine.diagnostics.noop", {}, jobs,
+            ours(2, 8, "ours 2×8, replica attached"), primary.url, durable_env, "tests.diagnostics.noop", {}, jobs,
             logdir)
     return {"http": http, "noop": noop}
 
@@ -531,7 +531,7 @@ def main() -> int:
 
         # Stock runs os.getpid, a no-op it need not import: with our module, every forked horse would import
         # it again (pydantic and all), which is stock RQ's real cost but not its best case.
-        noop = {"func": "diagnostics.noop", "kwargs": {}}
+        noop = {"func": "tests.diagnostics.noop", "kwargs": {}}
         result["noop"] = [] if args.http_only else [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
             (stock(), "os.getpid", n(500)),
             (shipped(), noop["func"], n(6000)),

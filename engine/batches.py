@@ -13,11 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq import Queue
-from rq.job import Dependency
+from rq.job import Dependency, Job
 
-from engine import catalog
-from engine.enqueue import enqueue
+from engine import catalog, enqueue_script, events
+from engine.enqueue import deferred_writes, durable, queued_writes, withdraw
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -50,23 +49,39 @@ def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[di
     return job_type, cleaned
 
 
-def create_batch(connection: Redis, queue: Queue, job_type: catalog.JobType, items: list[dict[str, Any]],
+def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items: list[dict[str, Any]],
                  settings: Settings) -> dict[str, Any]:
-    """Enqueue every item and the aggregate that waits for them; returns the stored batch record."""
+    """Write every item, the aggregate that waits for them and the batch record in one script call, so a Redis
+    failure leaves either the whole batch or nothing; returns the stored batch record."""
     batch_id = uuid.uuid4().hex
-    item_jobs = [enqueue(queue, job_type, params, settings, meta={"batch": batch_id}) for params in items]
-    aggregate_type = catalog.INTERNAL[job_type.batch_aggregate]
-    item_ids = [job.id for job in item_jobs]
-    aggregate = enqueue(
-        queue, aggregate_type, {"batch_id": batch_id, "item_ids": item_ids}, settings,
-        depends_on=Dependency(jobs=item_jobs, allow_failure=True), meta={"batch": batch_id},
-    )
-    record = {
-        "id": batch_id, "type": job_type.name, "created_at": _now(), "items": item_ids, "aggregate": aggregate.id,
-    }
+    meta = {"batch": batch_id}
+    item_ids = [str(uuid.uuid4()) for _ in items]
+    now = datetime.now(UTC)
+    commands = [command for item_id, params in zip(item_ids, items, strict=True)
+                for command in queued_writes(job_type, params, settings, queue=queue, job_id=item_id, now=now,
+                                             meta=meta)]
+    with connection.pipeline() as pipe:
+        aggregate = deferred_writes(
+            connection, pipe, catalog.INTERNAL[job_type.batch_aggregate], {"batch_id": batch_id, "item_ids": item_ids},
+            settings, queue=queue, depends_on=Dependency(jobs=item_ids, allow_failure=True), meta=meta,
+        )
+        commands += enqueue_script.stacked(pipe)
+    record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,
+              "aggregate": aggregate.id}
     # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
     ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
-    connection.set(BATCH_PREFIX + batch_id, json.dumps(record), ex=ttl)
+    commands.append(("SET", BATCH_PREFIX + batch_id, json.dumps(record), "EX", ttl))
+    try:
+        enqueue_script.run(connection, commands, durable=durable(settings))
+    except enqueue_script.NotReplicated as exc:
+        # The whole batch goes; an item a worker already took runs alone, its aggregate withdrawn with the rest.
+        withdraw(connection, queue, [*item_ids, aggregate.id], exc)
+        connection.delete(BATCH_PREFIX + batch_id, aggregate.dependencies_key,
+                          *(Job.dependents_key_for(item_id) for item_id in item_ids))
+        raise
+    for item_id in item_ids:
+        events.submitted(item_id, job_type.name, queue)
+    events.submitted(aggregate.id, job_type.batch_aggregate, queue)
     return record
 
 
@@ -105,5 +120,5 @@ def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:
     return "queued" if all(status in ("queued", "scheduled") for status in statuses) else "running"
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+def _iso(when: datetime) -> str:
+    return when.isoformat().replace("+00:00", "Z")

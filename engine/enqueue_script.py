@@ -1,14 +1,18 @@
-"""An immediate enqueue as one EVALSHA: charge the client's rate limit first and, only if the charge fits, run
-the enqueue's writes (the commands RQ and we queued on a transaction pipeline), atomically and in order.
+"""The one script call that writes a submission: charge the client's rate limit first and, only if the charge
+fits, run its writes (a job, or a whole batch), atomically and in order.
 
-The writes are the very commands ``Queue.enqueue_call(..., pipeline=pipe)`` queues, so RQ's data (job hash,
-queue list, ``rq:queues``) is byte for byte what RQ writes itself; only the transport changes, from a
-``MULTI``/``EXEC`` whose every reply redis-py parses to one script call with one reply.
+The writes are the very commands RQ's enqueue issues (engine.enqueue), so RQ's data is byte for byte what RQ
+writes itself; only the transport changes, from a ``MULTI``/``EXEC`` whose every reply redis-py parses to one
+script call with one reply. Nothing is left half-made by a failure: the script checks, before any write, that
+each key it writes holds the type it expects (a script stops at its first error but keeps what it wrote before),
+and Redis refuses the whole call when it is out of memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -19,6 +23,20 @@ from redis.exceptions import NoScriptError, RedisError
 # window in view, limit; then each command as its argument count followed by its arguments. The shebang makes
 # Redis 7 refuse the whole call when it is out of memory, as a MULTI is, instead of letting it write past it.
 _LUA = b"""#!lua
+local holds = {HSET='hash', HINCRBY='hash', RPUSH='list', LPUSH='list', SADD='set', ZADD='zset',
+               ZREMRANGEBYRANK='zset'}
+local i = 5
+while i <= #ARGV do
+  local want = holds[string.upper(ARGV[i + 1])]
+  if want then
+    local found = redis.call('TYPE', ARGV[i + 2])['ok']
+    if found ~= 'none' and found ~= want then
+      return redis.error_reply('WRONGTYPE ' .. ARGV[i + 2] .. ' holds a ' .. found .. ', not a ' .. want ..
+                               '; nothing was written')
+    end
+  end
+  i = i + tonumber(ARGV[i]) + 1
+end
 local current, previous = 0, 0
 if #KEYS == 2 then
   current = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -28,7 +46,7 @@ if #KEYS == 2 then
     return {current, previous, 0}
   end
 end
-local i = 5
+i = 5
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -75,16 +93,18 @@ class Refused(Exception):
         self.charge, self.current, self.previous = charge, current, previous
 
 
-def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None, durable: Durable | None = None) -> None:
-    """Run ``pipe``'s queued commands in one script call, after ``charge``; raise Refused if it did not fit.
+def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | None = None,
+        durable: Durable | None = None) -> None:
+    """Run ``commands`` in one script call, after ``charge``; raise Refused if it did not fit.
 
-    With ``durable``, a WAIT rides in the same round trip; NotReplicated if too few replicas confirmed (the
-    writes are made on the primary all the same: the caller decides what to undo).
+    Every submission's writes go through this one call. With ``durable``, a WAIT rides in the same round trip;
+    NotReplicated if too few replicas confirmed (the writes are made on the primary all the same: the caller
+    decides what to undo).
     """
-    args: list[object] = [0, 0, 0, 0] if charge is None else [
+    args: list[Any] = [0, 0, 0, 0] if charge is None else [
         charge.cost, charge.expire, repr(charge.in_view), charge.limit
     ]
-    for command, _options in pipe.command_stack:
+    for command in commands:
         args.append(len(command))
         args.extend(command)
     keys = [] if charge is None else [charge.current_key, charge.previous_key]
@@ -93,14 +113,13 @@ def run(connection: Redis, pipe: Pipeline, charge: Charge | None = None, durable
         confirmed = 0
     else:
         (current, previous, allowed), confirmed = _run_and_wait(connection, keys, args, durable)
-    pipe.reset()  # its commands ran in the script; nothing is left to execute
     if not allowed:
         raise Refused(charge, int(current), int(previous))  # type: ignore[arg-type]
     if durable is not None and confirmed < durable.replicas:
         raise NotReplicated(durable, confirmed)
 
 
-def _run_and_wait(connection: Redis, keys: list[str], args: list[object], durable: Durable) -> tuple[list, int]:
+def _run_and_wait(connection: Redis, keys: list[str], args: list[Any], durable: Durable) -> tuple[list, int]:
     """EVALSHA and WAIT in one round trip (a promoted replica may not know the script yet: load it, once)."""
     reply, confirmed = _evalsha_and_wait(connection, keys, args, durable)
     if isinstance(reply, NoScriptError):
@@ -112,8 +131,15 @@ def _run_and_wait(connection: Redis, keys: list[str], args: list[object], durabl
     return reply, int(confirmed)
 
 
-def _evalsha_and_wait(connection: Redis, keys: list[str], args: list[object], durable: Durable) -> list:
+def _evalsha_and_wait(connection: Redis, keys: list[str], args: list[Any], durable: Durable) -> list:
     with connection.pipeline(transaction=False) as wire:
         wire.evalsha(_SCRIPT.sha, len(keys), *keys, *args)
         wire.wait(durable.replicas, durable.timeout_ms)
         return wire.execute(raise_on_error=False)
+
+
+def stacked(pipe: Pipeline) -> list[Sequence[Any]]:
+    """The commands queued on ``pipe`` (RQ's own writes recorded there), taken off it to be run by ``run``."""
+    commands = [command for command, _options in pipe.command_stack]
+    pipe.reset()
+    return commands

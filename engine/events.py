@@ -1,7 +1,7 @@
 """One path for job events: a log line per event (submitted, started, finished, retried, failed, abandoned) and
 its metrics, called by enqueue and by the worker as hooks.
 
-Metric writes ride in the transaction that records the event anyway: the enqueue MULTI, the worker's start
+Metric writes ride in the transaction that records the event anyway: the enqueue's script call, the worker's start
 transaction, RQ's own success and failure transactions (the worker hands their pipeline in). Where there is
 none (a job recovered by the reaper, a handler run by RQ's registry cleanup) they are written at once.
 Metrics writes never fail a job: Redis trouble there is logged and the job goes on.
@@ -41,13 +41,18 @@ def request_meta() -> dict[str, str]:
 
 def emit(event: str, job: Job, level: int = logging.INFO, **fields: Any) -> None:
     """Log one job event with the job's id, type, queue, attempt and request id as fields."""
+    _log(event, job.id, job_type(job), job.origin, job.meta.get("request_id"), level, **fields)
+
+
+def _log(event: str, job_id: str, kind: str, queue: str | None, request_id: str | None,
+         level: int = logging.INFO, **extra: Any) -> None:
     fields = {
         "event": event,
-        "job_id": job.id,
-        "job_type": job_type(job),
-        "queue": job.origin,
-        "request_id": job.meta.get("request_id") or logs.request_id_var.get(),
-        **fields,
+        "job_id": job_id,
+        "job_type": kind,
+        "queue": queue,
+        "request_id": request_id or logs.request_id_var.get(),
+        **extra,
     }
     shown = " ".join(f"{key}={value}" for key, value in fields.items() if key != "event" and value is not None)
     log.log(level, "job %s %s", event, shown, extra=fields)
@@ -103,15 +108,15 @@ def _write_now(connection: Any, write: Write) -> None:
 
 
 # --- the hooks ----------------------------------------------------------------------------------------------
-def on_submit(job: Job, pipeline: Any) -> None:
-    """Enqueue: count the submission in the enqueue transaction (``submitted`` logs the line once it commits)."""
-    kind = job_type(job)
-    _record(job, lambda p: metrics.count(p, metrics.SUBMITTED, kind), pipeline)
+def on_submit(kind: str) -> tuple[str, str, str, int]:
+    """Enqueue: the write that counts a job of type ``kind``, for the enqueue's own (``submitted`` logs it once
+    they commit)."""
+    return metrics.counting(metrics.SUBMITTED, kind)
 
 
-def submitted(job: Job) -> None:
+def submitted(job_id: str, kind: str, queue: str) -> None:
     """Enqueue committed: log it."""
-    emit("enqueued", job)
+    _log("enqueued", job_id, kind, queue, None)
 
 
 def on_start(job: Job, worker_name: str, pipeline: Any) -> None:

@@ -1,6 +1,6 @@
-"""The job lifecycle beyond submit-and-read: priority, scheduling, idempotent submit, listing and waiting.
+"""The job lifecycle: the one submit path (priority, scheduling, idempotency), listing and waiting.
 
-Shared by the web API and the CLI; nothing here knows about HTTP.
+Shared by the web (API and form), the CLI and the clock; nothing here knows about HTTP.
 """
 
 from __future__ import annotations
@@ -15,16 +15,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis import Redis
-from rq import Queue
 from rq.job import Job
 
 from engine import catalog
-from engine.enqueue import RECENT_KEY, enqueue
+from engine.enqueue import RECENT_KEY, enqueue, schedule
 from engine.enqueue_script import Charge
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob, fetch_job
 from engine.settings import QUEUE_NAMES, Settings
-from engine.status import TERMINAL, job_status
+from engine.status import TERMINAL, job_status, job_view
 
 DEFAULT_PRIORITY = "default"
 MAX_AHEAD = timedelta(days=30)
@@ -98,17 +97,21 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
     return when.astimezone(UTC)
 
 
-def submit(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-           job_id: str | None = None, charge: Charge | None = None) -> Job:
-    """Enqueue (or schedule) a validated submission on its priority's queue, after a rate-limit ``charge``."""
-    queue = queues[submission.priority]
-    return enqueue(queue, submission.job_type, submission.params, settings, at=submission.run_at, job_id=job_id,
-                   charge=charge)
+def submit(connection: Redis, submission: Submission, settings: Settings, *, job_id: str | None = None,
+           charge: Charge | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one way a job is submitted (API, form, CLI, clock): enqueue it on its priority's queue, or schedule it,
+    after a rate-limit ``charge``; returns the job's API view. ``job_id`` fixes its id, ``meta`` adds to its meta."""
+    if submission.run_at is not None:
+        return schedule(connection, submission.job_type, submission.params, settings, queue=submission.priority,
+                        at=submission.run_at, job_id=job_id, meta=meta, charge=charge)
+    return enqueue(connection, submission.job_type, submission.params, settings, queue=submission.priority,
+                   job_id=job_id, meta=meta, charge=charge)
 
 
-def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: Submission, settings: Settings,
-                      key: str, fingerprint: str, scope: str = "") -> tuple[Job, bool]:
-    """Submit once per Idempotency-Key of a client ``scope``: ``(job, created)``; a reused key returns the first job.
+def submit_idempotent(connection: Redis, submission: Submission, settings: Settings, key: str, fingerprint: str,
+                      scope: str = "") -> tuple[dict[str, Any], bool]:
+    """Submit once per Idempotency-Key of a client ``scope``: ``(job view, created)``; a reused key returns the
+    first job.
 
     Keys live per scope (the web passes its client key), so another client's identical key neither finds this
     client's job nor blocks it with a 409; code inside the deployment (the CLI) shares the empty scope.
@@ -120,7 +123,7 @@ def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: S
     ttl = min(IDEMPOTENCY_TTL, settings.result_ttl, settings.failure_ttl, settings.queued_ttl)
     if connection.set(redis_key, claim, nx=True, ex=ttl):
         try:
-            return submit(connection, queues, submission, settings, job_id=job_id), True
+            return submit(connection, submission, settings, job_id=job_id), True
         except Exception:
             connection.delete(redis_key)  # let the client retry with the same key
             raise
@@ -130,7 +133,7 @@ def submit_idempotent(connection: Redis, queues: dict[str, Queue], submission: S
     job = fetch_job(connection, stored.get("job_id", ""))
     if job is None:
         raise IdempotencyConflict("A request with this Idempotency-Key is still being handled; retry shortly.")
-    return job, False
+    return job_view(job), False
 
 
 def valid_idempotency_key(key: str) -> bool:

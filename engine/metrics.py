@@ -73,7 +73,12 @@ def observe(target: Redis | Pipeline, kind: str, job_type: str, seconds: float) 
 
 def count(connection: Redis | Pipeline, counter: str, *labels: str) -> None:
     """Add one to a labelled counter (SUBMITTED, FAILED or RETRIED)."""
-    connection.hincrby(counter, "|".join(labels), 1)
+    connection.execute_command(*counting(counter, *labels))
+
+
+def counting(counter: str, *labels: str) -> tuple[str, str, str, int]:
+    """The command that adds one to a labelled counter, for a batch of writes sent as one."""
+    return ("HINCRBY", counter, "|".join(labels), 1)
 
 
 class RedisCollector:

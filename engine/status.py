@@ -28,19 +28,32 @@ def job_view(job: Job) -> dict[str, Any]:
         params = job.kwargs
     except DeserializationError:
         params = None
+    return view(
+        job.id, job.meta.get("type"), params, status, job.created_at, job.enqueued_at,
+        started_at=job.started_at, ended_at=job.ended_at, progress=job.meta.get("progress"),
+        result=job.return_value() if status == "finished" else None, error=job_error(job, status),
+        attempt=job_attempt(job, status),
+    )
+
+
+def view(job_id: str, job_type: str | None, params: dict[str, Any] | None, status: str, created_at: datetime | None,
+         enqueued_at: datetime | None, *, started_at: datetime | None = None, ended_at: datetime | None = None,
+         progress: dict[str, Any] | None = None, result: Any = None, error: dict[str, str] | None = None,
+         attempt: int = 1) -> dict[str, Any]:
+    """The API's view of a job from its parts (defaults: a job that has not run yet)."""
     return {
-        "id": job.id,
-        "type": job.meta.get("type"),
+        "id": job_id,
+        "type": job_type,
         "params": params,
         "status": status,
-        "created_at": _iso(job.created_at),
-        "enqueued_at": _iso(job.enqueued_at),
-        "started_at": _iso(job.started_at),
-        "ended_at": _iso(job.ended_at),
-        "progress": job.meta.get("progress"),
-        "result": job.return_value() if status == "finished" else None,
-        "error": job_error(job, status),
-        "attempt": job_attempt(job, status),
+        "created_at": _iso(created_at),
+        "enqueued_at": _iso(enqueued_at),
+        "started_at": _iso(started_at),
+        "ended_at": _iso(ended_at),
+        "progress": progress,
+        "result": result,
+        "error": error,
+        "attempt": attempt,
     }
 
 

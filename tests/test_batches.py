@@ -1,10 +1,20 @@
-"""Batches: validation (real Redis), and the aggregate through real workers, with failed, canceled and stopped items."""
+"""Batches: validation (real Redis), created whole or not at all, and the aggregate through real workers, with
+failed, canceled and stopped items."""
 
+import dataclasses
 import time
+from contextlib import contextmanager
 
 import pytest
 import schemathesis
+from redis.exceptions import RedisError
+from rq import Queue
+from rq.job import Job
+from rq.registry import DeferredJobRegistry
 
+from engine import batches, catalog
+from engine.enqueue_script import NotReplicated
+from engine.queues import SERIALIZER
 from jobs.wordcount.aggregate import summarise
 from tests.slowserver import serving
 from tests.test_api import assert_error
@@ -44,6 +54,62 @@ def test_batch_is_accepted_with_its_items(client, redis):
     assert batch["result"] is None
     assert redis.llen("rq:queue:high") == 2  # the aggregate waits, deferred, until the items end
     assert client.get(f"/api/jobs/{batch['aggregate_id']}").get_json()["status"] == "deferred"
+
+
+def test_a_batch_reads_back_through_rq_as_rq_records_it(client, redis):
+    batch = post_batch(client, ["https://example.com/", "https://example.org/"]).get_json()
+    item_ids = [item["id"] for item in batch["items"]]
+    assert Queue("default", connection=redis).job_ids == item_ids
+    assert DeferredJobRegistry("default", connection=redis).get_job_ids() == [batch["aggregate_id"]]
+    aggregate = Job.fetch(batch["aggregate_id"], connection=redis, serializer=SERIALIZER)
+    assert (aggregate.get_status(), sorted(aggregate.dependency_ids)) == ("deferred", sorted(item_ids))
+    assert aggregate.allow_dependency_failures and aggregate.kwargs["item_ids"] == item_ids
+    for item_id in item_ids:
+        item = Job.fetch(item_id, connection=redis, serializer=SERIALIZER)
+        assert (item.get_status(), item.meta["batch"]) == ("queued", batch["id"])
+        assert redis.sismember(item.dependents_key, aggregate.id)  # RQ enqueues the aggregate from here
+
+
+@contextmanager
+def out_of_memory(redis):
+    """Redis at its memory limit, refusing writes (noeviction), for the length of the block."""
+    redis.config_set("maxmemory-policy", "noeviction")
+    redis.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        redis.config_set("maxmemory", 0)
+
+
+@contextmanager
+def a_key_of_the_wrong_type(redis):
+    """The deferred registry, written last (for the aggregate), holding a string: a script error midway."""
+    redis.set("rq:deferred:default", "not a sorted set")
+    yield
+    redis.delete("rq:deferred:default")
+
+
+@pytest.mark.parametrize("failure", [out_of_memory, a_key_of_the_wrong_type])
+def test_a_redis_failure_leaves_no_part_of_a_batch(redis, settings, failure):
+    job_type = catalog.get("count_words_at_url")
+    items = [job_type.validate({"url": f"https://example.com/{i}"}) for i in range(5)]
+    before = set(redis.keys("*"))
+    with failure(redis), pytest.raises(RedisError):
+        batches.create_batch(redis, "default", job_type, items, settings)
+    assert set(redis.keys("*")) == before  # no job, queue entry, registry entry, index entry or batch record
+    batches.create_batch(redis, "default", job_type, items, settings)  # and with Redis well again, it all works
+    assert redis.llen("rq:queue:default") == 5 and len(redis.keys("stack:batch:*")) == 1
+
+
+def test_a_batch_no_replica_confirms_is_withdrawn_whole(redis, settings):
+    job_type = catalog.get("count_words_at_url")
+    items = [job_type.validate({"url": f"https://example.com/{i}"}) for i in range(3)]
+    # This Redis has no replica: asking for one makes the batch's write time out unconfirmed, and be withdrawn.
+    unconfirmed = dataclasses.replace(settings, redis_wait_replicas=1, redis_wait_timeout_ms=10)
+    with pytest.raises(NotReplicated):
+        batches.create_batch(redis, "default", job_type, items, unconfirmed)
+    assert not redis.keys("rq:job:*") and not redis.keys("stack:batch:*") and not redis.zcard("stack:jobs:recent")
+    assert not redis.llen("rq:queue:default") and not redis.zcard("rq:deferred:default")
 
 
 @pytest.mark.parametrize(

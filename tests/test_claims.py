@@ -51,8 +51,8 @@ def test_a_second_entry_claimed_later_is_dropped_because_the_first_claim_started
 
 def test_claim_takes_high_first_and_starts_the_jobs_as_rqs_readers_show(redis):
     queues = make_queues(redis)
-    low = queues["low"].enqueue_call(func="diagnostics.noop")
-    high = queues["high"].enqueue_call(func="diagnostics.noop")
+    low = queues["low"].enqueue_call(func="tests.diagnostics.noop")
+    high = queues["high"].enqueue_call(func="tests.diagnostics.noop")
     assert take(redis, 1, queues=("high", "default", "low")) == [high.id]
     assert take(redis, 5, queues=("high", "default", "low")) == [low.id]
     for job, name in ((high, "high"), (low, "low")):

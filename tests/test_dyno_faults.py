@@ -28,7 +28,7 @@ DIAG = {"DIAGNOSTIC_JOBS": "1"}
 
 def submit(redis: Redis, seconds: float, retry: Retry | None = None) -> Job:
     """A diagnostic sleep job (it blocks in C, as a job waiting on the network does) on the default queue."""
-    return make_queues(redis)["default"].enqueue_call(func="diagnostics.sleep", kwargs={"seconds": seconds},
+    return make_queues(redis)["default"].enqueue_call(func="tests.diagnostics.sleep", kwargs={"seconds": seconds},
                                                       timeout=60, retry=retry)
 
 

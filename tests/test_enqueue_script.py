@@ -1,26 +1,48 @@
-"""The enqueue's script writes exactly what RQ's own MULTI writes, and a refused charge writes nothing."""
+"""A new job is written byte for byte as RQ's own enqueue writes it, in one script call that a refused charge or a
+key of the wrong type leaves without a trace."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+import rq.job
+import rq.queue
 from redis import Redis
+from redis.exceptions import ResponseError
+from rq import Queue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from engine import catalog, enqueue, enqueue_script, events, queues, status
 from engine.settings import Settings
 
 PARAMS = {"url": "https://example.com/", "top": 5}
+NOW = datetime(2026, 12, 6, 10, 0, 0, 123456, tzinfo=UTC)
 
 
-def recorded_enqueue(redis: Redis) -> list[tuple[tuple[object, ...], dict[str, object]]]:
-    """The commands an immediate enqueue queues: RQ's ``enqueue_call(..., pipeline=)`` plus our index and counter."""
+@pytest.fixture
+def frozen_rq(monkeypatch):
+    """RQ's clock stopped at NOW, so its timestamps match ours."""
+    monkeypatch.setattr(rq.job, "now", lambda: NOW)
+    monkeypatch.setattr(rq.queue, "now", lambda: NOW)
+
+
+def rq_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str) -> None:
+    """RQ's own enqueue of the job, in its own MULTI, plus our index and counter."""
     queue = queues.make_queues(redis)["default"]
     with redis.pipeline() as pipe:
-        job = queue.enqueue_call(func=catalog.get("count_words_at_url").func_path, kwargs=PARAMS, pipeline=pipe,
-                                 job_id="pinned", timeout=60, result_ttl=600, failure_ttl=900, ttl=300,
-                                 meta={"type": "count_words_at_url"}, description="count words")
-        enqueue.index(pipe, job)
-        events.on_submit(job, pipe)
-        return list(pipe.command_stack)
+        job = queue.enqueue_call(func=job_type.func_path, kwargs=PARAMS, pipeline=pipe, job_id=job_id,
+                                 **enqueue.rq_options(job_type, PARAMS, settings, settings.queued_ttl, None))
+        for command in (*enqueue.recent(job.id, job.created_at), events.on_submit(job_type.name)):
+            pipe.execute_command(*command)
+        pipe.execute()
+
+
+def our_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str,
+                charge: enqueue_script.Charge | None = None) -> None:
+    writes = enqueue.queued_writes(job_type, PARAMS, settings, queue="default", job_id=job_id, now=NOW)
+    enqueue_script.run(redis, writes, charge)
 
 
 def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, bool]]:
@@ -28,47 +50,50 @@ def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, bool]]:
     return {key: (redis.dump(key), redis.ttl(key) > 0) for key in redis.keys("*")}
 
 
-def replay(redis: Redis, stack: list, charge: enqueue_script.Charge | None = None) -> None:
-    with redis.pipeline() as pipe:
-        pipe.multi()
-        pipe.command_stack.extend(stack)
-        enqueue_script.run(redis, pipe, charge)
-
-
-def test_the_script_writes_byte_for_byte_what_the_multi_writes(redis):
-    stack = recorded_enqueue(redis)
-    assert stack[0][0][0] == "SADD" and any(args[0] == "RPUSH" for args, _ in stack)  # RQ's commands
-    with redis.pipeline() as pipe:
-        pipe.multi()
-        pipe.command_stack.extend(stack)
-        pipe.execute()
-    by_multi = snapshot(redis)
-    assert {b"rq:queues", b"rq:queue:default", b"rq:job:pinned", b"stack:jobs:recent"} <= set(by_multi)
+@pytest.mark.parametrize("retries", ["5,30", ""], ids=["with-retries", "no-retries"])
+def test_a_new_job_is_written_byte_for_byte_as_rq_writes_it(redis, env, frozen_rq, retries):
+    settings = Settings.from_env({**env, "RETRY_INTERVALS": retries})
+    job_type = catalog.get("count_words_at_url")
+    rq_enqueue(redis, job_type, settings, "pinned")
+    by_rq = snapshot(redis)
+    assert {b"rq:queues", b"rq:queue:default", b"rq:job:pinned", b"stack:jobs:recent"} <= set(by_rq)
     redis.flushall()
-    replay(redis, stack)
-    assert snapshot(redis) == by_multi
+    our_enqueue(redis, job_type, settings, "pinned")
+    assert snapshot(redis) == by_rq
 
 
-def test_an_enqueue_through_the_script_reads_back_through_rq(redis, env):
-    settings = Settings.from_env(env)
-    queue = queues.make_queues(redis)["default"]
-    job = enqueue.enqueue(queue, catalog.get("count_words_at_url"), PARAMS, settings)
-    assert queue.job_ids == [job.id] and redis.sismember("rq:queues", "rq:queue:default")
-    fetched = queues.fetch_job(redis, job.id)
-    assert fetched is not None and fetched.kwargs == PARAMS and status.job_status(fetched) == "queued"
+def test_a_submitted_job_reads_back_through_rq(redis, settings):
+    job_type = catalog.get("count_words_at_url")
+    shown = enqueue.enqueue(redis, job_type, PARAMS, settings, queue="default")
+    queue = Queue("default", connection=redis, serializer=queues.SERIALIZER)
+    assert queue.job_ids == [shown["id"]] and redis.sismember("rq:queues", "rq:queue:default")
+    job = Job.fetch(shown["id"], connection=redis, serializer=queues.SERIALIZER)
+    assert (job.func_name, job.kwargs, job.get_status(), job.origin) == (
+        job_type.func_path, PARAMS, "queued", "default")
+    assert (job.timeout, job.result_ttl, job.ttl, job.retries_left) == (
+        settings.job_timeout, settings.result_ttl, settings.queued_ttl, len(settings.retry_intervals))
+    assert job.meta["type"] == "count_words_at_url" and job.enqueued_at is not None
+    assert status.job_view(job) == shown  # the answer given at once is what reading it back shows
+    assert StartedJobRegistry("default", connection=redis).get_job_ids() == []
 
 
-def test_a_refused_charge_enqueues_nothing_and_still_counts(redis):
-    stack = recorded_enqueue(redis)
+def test_a_refused_charge_writes_nothing_and_still_counts(redis, settings):
     charge = enqueue_script.Charge("stack:ratelimit:c:2", "stack:ratelimit:c:1", 2, 120, 0.5, 1)
     with pytest.raises(enqueue_script.Refused) as refused:
-        replay(redis, stack, charge)
+        our_enqueue(redis, catalog.get("count_words_at_url"), settings, "pinned", charge)
     assert (refused.value.current, refused.value.previous) == (2, 0)
     assert set(redis.keys("*")) == {b"stack:ratelimit:c:2"} and redis.ttl("stack:ratelimit:c:2") > 0
 
 
-def test_a_charge_that_fits_enqueues(redis):
+def test_a_charge_that_fits_enqueues(redis, settings):
     redis.set("stack:ratelimit:c:1", 4)
-    replay(redis, recorded_enqueue(redis), enqueue_script.Charge("stack:ratelimit:c:2", "stack:ratelimit:c:1",
-                                                                   1, 120, 0.5, 3))  # 1 + 4 × 0.5 ≤ 3
+    our_enqueue(redis, catalog.get("count_words_at_url"), settings, "pinned",
+                enqueue_script.Charge("stack:ratelimit:c:2", "stack:ratelimit:c:1", 1, 120, 0.5, 3))  # 1 + 4×0.5 ≤ 3
     assert redis.lrange("rq:queue:default", 0, -1) == [b"pinned"]
+
+
+def test_a_key_of_the_wrong_type_stops_the_write_before_anything_is_written(redis, settings):
+    redis.set("stack:jobs:recent", "not a sorted set")  # written after the job hash and the queue entry
+    with pytest.raises(ResponseError, match="nothing was written"):
+        our_enqueue(redis, catalog.get("count_words_at_url"), settings, "pinned")
+    assert redis.keys("*") == [b"stack:jobs:recent"]

@@ -96,8 +96,9 @@ def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing
 def test_after_a_failover_a_worker_reruns_jobs_it_finished_on_the_old_primary(redis, settings):
     queue = make_queues(redis)["default"]
     job_type = catalog.get("count_words_at_url")
-    running, finished_before, other_workers = (
-        enqueue(queue, job_type, job_type.validate({"url": "http://127.0.0.1:9/"}), settings) for _ in range(3))
+    running, finished_before, other_workers = (fetch_job(redis, enqueue(
+        redis, job_type, job_type.validate({"url": "http://127.0.0.1:9/"}), settings, queue="default")["id"])
+        for _ in range(3))
     # What the promoted replica holds: all three started, their starts replicated, no end recorded.
     for job, worker_name in ((running, "w1"), (finished_before, "w1"), (other_workers, "w2")):
         redis.lrem(queue.key, 0, job.id)

@@ -156,7 +156,7 @@ def test_expected_failures_log_one_line_unexpected_ones_keep_their_traceback(cli
                for line in worker.log().splitlines()) == 1, worker.log()
     # A catalogued function called with arguments it does not take: a bug, not a reported error.
     unexpected = Queue("default", connection=redis, serializer=JSONSerializer).enqueue_call(
-        func="diagnostics.noop", kwargs={"surprise": 1}, meta={"type": "noop"})
+        func="tests.diagnostics.noop", kwargs={"surprise": 1}, meta={"type": "noop"})
     job = wait_for_job(client, unexpected.id)
     assert job["status"] == "failed" and job["error"]["type"] == "InternalError"
     assert "Traceback" not in job["error"]["message"]

@@ -23,7 +23,7 @@ from engine.connection import connect
 from engine.embedded_redis import RedisServer, find_redis_server
 from engine.enqueue import enqueue
 from engine.health import live_workers
-from engine.queues import fetch_job, make_queues
+from engine.queues import fetch_job
 from engine.settings import PROJECT_ROOT, Settings
 from engine.status import job_status
 from tests.conftest import SAMPLE_PAGE
@@ -169,14 +169,13 @@ def test_workers_on_two_hosts_share_one_redis(namespaces, tmp_path, monkeypatch,
             assert {w.hostname for w in live_workers(redis)} == set(HOSTS)
 
             settings = Settings.from_env({"REDIS_URL": server.url, "APP_ENV": "testing"})
-            queue = make_queues(redis)["default"]
             word_count = catalog.get("count_words_at_url")
             urls = [f"http://{redis_addr}:{PAGE_PORT}/" for redis_addr, _ in HOSTS.values()]
-            jobs = [enqueue(queue, word_count, word_count.validate({"url": urls[i % 2]}), settings)
+            jobs = [enqueue(redis, word_count, word_count.validate({"url": urls[i % 2]}), settings, queue="default")
                     for i in range(12)]
 
             def all_done():
-                found = [fetch_job(redis, job.id) for job in jobs]
+                found = [fetch_job(redis, job["id"]) for job in jobs]
                 return all(job_status(j) in {"finished", "failed"} for j in found) and found
 
             done = wait_for(all_done, 90, "the jobs to finish: " + " | ".join(g.log()[-800:] for g in started))

@@ -336,8 +336,8 @@ def test_abandoned_job_through_rq_registry_cleanup(redis, settings, caplog, requ
     from worker import build_worker
 
     word_count = catalog.get("count_words_at_url")
-    job = enqueue(make_queues(redis)["default"], word_count, word_count.validate({"url": "http://127.0.0.1:9/"}),
-                  settings)
+    job = fetch_job(redis, enqueue(redis, word_count, word_count.validate({"url": "http://127.0.0.1:9/"}), settings,
+                                   queue="default")["id"])
     doomed = build_worker(settings, ("default",), name="doomed")
     request.addfinalizer(doomed.connection.close)
     doomed.register_birth()

@@ -87,7 +87,7 @@ def test_the_privates_we_use_are_the_only_ones():
 
 # --- behaviour, through RQ's readers -------------------------------------------------------------------------
 def enqueue(redis: Redis, name: str, **options) -> Job:
-    return make_queues(redis)["default"].enqueue_call(func=f"diagnostics.{name}", **options)
+    return make_queues(redis)["default"].enqueue_call(func=f"tests.diagnostics.{name}", **options)
 
 
 def wait(redis: Redis, job: Job, statuses: set[str], deadline: float = 30.0) -> Job:

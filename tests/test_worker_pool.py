@@ -23,7 +23,7 @@ TERMINAL = {"finished", "failed", "stopped", "canceled"}
 def submit(redis: Redis, name: str, timeout: int = 30, retry: Retry | None = None, **params: Any) -> Job:
     """Enqueue a diagnostic job straight onto the default queue."""
     queue = make_queues(redis)["default"]
-    return queue.enqueue_call(func=f"diagnostics.{name}", kwargs=params, timeout=timeout, retry=retry)
+    return queue.enqueue_call(func=f"tests.diagnostics.{name}", kwargs=params, timeout=timeout, retry=retry)
 
 
 def wait_status(redis: Redis, job: Job, statuses: set[str], deadline: float = 30.0) -> Job:

@@ -93,21 +93,20 @@ def submit_job():
     key = request.headers.get("Idempotency-Key")
     if key is None:  # the rate-limit charge rides in the enqueue's one round trip
         charge = ratelimit.take()
-        job, created = lifecycle.submit(state.redis(), state.queues(), submission, state.settings(),
-                                        charge=charge), True
+        job, created = lifecycle.submit(state.redis(), submission, state.settings(), charge=charge), True
     else:
         if not lifecycle.valid_idempotency_key(key):
             raise ApiError(400, "bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
         ratelimit.settle()  # before the key is claimed: a refused request must leave no trace
         try:
             job, created = lifecycle.submit_idempotent(
-                state.redis(), state.queues(), submission, state.settings(), key, submission.fingerprint(body),
+                state.redis(), submission, state.settings(), key, submission.fingerprint(body),
                 scope=access.client_key(),
             )
         except lifecycle.IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
-    location = url_for("api.get_job", job_id=job.id)
-    return jsonify(job_view(job)), 202 if created else 200, {"Location": location}
+    location = url_for("api.get_job", job_id=job["id"])
+    return jsonify(job), 202 if created else 200, {"Location": location}
 
 
 @bp.get("/jobs")
@@ -192,7 +191,7 @@ def submit_batch():
         raise ApiError(422, "unknown_job_type", str(exc)) from None
     except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
-    record = batches.create_batch(state.redis(), state.queues()[priority], job_type, items, state.settings())
+    record = batches.create_batch(state.redis(), priority, job_type, items, state.settings())
     view = batches.batch_view(state.redis(), record["id"])
     return jsonify(view), 202, {"Location": url_for("api.get_batch", batch_id=record["id"])}
 

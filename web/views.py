@@ -15,10 +15,10 @@ from rq import Worker
 from rq.exceptions import DeserializationError
 from rq.job import Job
 
-from engine import catalog
+from engine import catalog, lifecycle
 from engine.cancel import NotCancelable, cancel_job
-from engine.enqueue import enqueue
 from engine.queues import SERIALIZER, CatalogJob, fetch_job
+from engine.settings import QUEUE_NAMES
 from engine.status import job_status, job_view
 from web import access, forms, humanize, presentation, state
 
@@ -55,9 +55,9 @@ def submit():
         errors["priority"] = priority_problem
     if errors:
         return _form_page(job_type, values, errors), 422
-    job = enqueue(state.queues()[values["priority"]], job_type, params, state.settings())
-    _remember(job.id)
-    return redirect(url_for("views.job_page", job_id=job.id), code=303)
+    job = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, values["priority"]), state.settings())
+    _remember(job["id"])
+    return redirect(url_for("views.job_page", job_id=job["id"]), code=303)
 
 
 @bp.get("/recent")
@@ -147,10 +147,10 @@ def retry(job_id: str):
                                back=back), 422
     if not access.may_submit(job_type):
         return _login_needed(job_type, back=url_for("views.job_page", job_id=job_id))
-    queue = state.queues().get(job.origin) or state.queues()["default"]
-    new = enqueue(queue, job_type, params, state.settings())
-    _remember(new.id)
-    return redirect(url_for("views.job_page", job_id=new.id), code=303)
+    priority = job.origin if job.origin in QUEUE_NAMES else lifecycle.DEFAULT_PRIORITY
+    new = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, priority), state.settings())
+    _remember(new["id"])
+    return redirect(url_for("views.job_page", job_id=new["id"]), code=303)
 
 
 @bp.app_context_processor

@@ -1,7 +1,7 @@
 """Diagnostic jobs for benchmarks and fault-injection tests; catalogued only when DIAGNOSTIC_JOBS is on.
 
-They are jobs, so they live beside ``jobs/`` rather than in the engine, and stand on the engine's job API alone;
-the catalogue imports this package by name, as it does ``jobs``, and ``jobs/`` keeps only the user's jobs.
+They are jobs, so they stay out of the engine, and they are test tooling, not the user's: they live with the tests
+and stand on the engine's job API alone. The catalogue imports this module by name, as it does ``jobs``.
 
 They let the benchmark measure the worker's own overhead (``noop``) and let tests prove that a job which
 sleeps, spins, crashes its process or leaks memory cannot take other jobs down. Never enable them in
