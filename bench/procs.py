@@ -1,9 +1,11 @@
-"""Process-tree CPU time and peak memory from /proc (Linux), for the benchmark's per-job figures."""
+"""The benchmark's per-job counters: process-tree CPU time and peak memory from /proc (Linux), Redis' own."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from redis import Redis
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -61,3 +63,15 @@ def _short(cmdline: str) -> str:
     parts = [Path(p).name if "/" in p else p for p in parts]
     text = " ".join(parts)
     return text if len(text) <= 70 else text[:67] + "..."
+
+
+def commands(conn: Redis) -> int:
+    """Commands Redis has processed so far (INFO commandstats, excluding INFO itself)."""
+    stats = conn.info("commandstats")
+    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def redis_cpu(conn: Redis) -> float:
+    """CPU seconds redis-server has used (user + system)."""
+    info = conn.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])

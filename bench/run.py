@@ -1,10 +1,11 @@
 """``make bench``: every performance figure of the stack in one run against one private Redis.
 
 Starts its own redis-server on a free loopback port, then measures, in order:
-1. no-op jobs: the Procfile's worker as shipped (and other shapes) vs stock ``rq worker`` (jobs/s, Redis
-   commands, worker CPU per job), and Redis round trips per job counted on the client (bench/profile.py);
-   Dramatiq and Celery on the same Redis as yardsticks (bench/peers.py);
-2. I/O-bound jobs: ``count_words_at_url`` against a local page server that answers after 100 ms;
+1. no-op jobs: the Procfile's worker as shipped (and other shapes) against Dramatiq and Celery on the same Redis
+   (bench/peers.py), with stock ``rq worker`` as a reference (jobs/s, Redis commands, Redis CPU and worker CPU
+   per job, and ours ÷ each peer), and Redis round trips per job counted on the client (bench/profile.py);
+2. I/O-bound jobs against a local page server that answers after 100 ms: ours run ``count_words_at_url``, the
+   peers a plain GET of the same page;
 3. faults: SIGKILL the whole worker with 16+ jobs in flight, SIGTERM it with jobs running; recovery times;
 4. ``POST /api/jobs`` req/s ÷ ``GET /readyz`` (one Redis PING) req/s under the production gunicorn config,
    with load from a separate process (wrk if on PATH, else bench/load.py);
@@ -46,7 +47,7 @@ from rq import Queue, Retry  # noqa: E402
 from rq.serializers import JSONSerializer  # noqa: E402
 from rq.worker import Worker  # noqa: E402
 
-from bench import procs  # noqa: E402
+from bench import peers, procs  # noqa: E402
 from engine.embedded_redis import RedisServer, free_port  # noqa: E402
 
 PY = sys.executable
@@ -117,18 +118,6 @@ class SlowPages:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def commands(conn: Redis) -> int:
-    """Commands Redis has processed so far (INFO commandstats, excluding INFO itself)."""
-    stats = conn.info("commandstats")
-    return sum(v["calls"] for k, v in stats.items() if k != "cmdstat_info")
-
-
-def redis_cpu(conn: Redis) -> float:
-    """CPU seconds redis-server has used (user + system)."""
-    info = conn.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def fill(conn: Redis, func: str, kwargs: dict[str, Any], n: int, retry: Retry | None = None) -> list[str]:
     """Enqueue ``n`` jobs on ``default`` in one pipeline (before the workers start)."""
     queue = Queue("default", connection=conn, serializer=JSONSerializer)
@@ -145,7 +134,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
     conn = Redis.from_url(url)
     conn.flushall()
     ids = fill(conn, func, kwargs, n)
-    before_cmds = commands(conn)
+    before_cmds = procs.commands(conn)
     command = [part.replace("{url}", url) for part in setup.command]
     log = open(logdir / f"{setup.label.replace(' ', '_')}.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -155,7 +144,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
     while len(Worker.all_keys(connection=conn)) < setup.workers and time.monotonic() < deadline:
         driver_cmds += 1
         time.sleep(0.005)
-    cpu0, redis_cpu0 = procs.cpu_seconds(proc.pid), redis_cpu(conn)
+    cpu0, redis_cpu0 = procs.cpu_seconds(proc.pid), procs.redis_cpu(conn)
     finished_key, failed_key = "rq:finished:default", "rq:failed:default"
     while time.monotonic() < deadline:
         with conn.pipeline(transaction=False) as pipe:
@@ -166,8 +155,8 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
         if done + failed >= n:
             break
         time.sleep(0.05)
-    cpu1, redis_cpu1 = procs.cpu_seconds(proc.pid), redis_cpu(conn)
-    after_cmds = commands(conn)
+    cpu1, redis_cpu1 = procs.cpu_seconds(proc.pid), procs.redis_cpu(conn)
+    after_cmds = procs.commands(conn)
     rss = procs.peak_rss(proc.pid)
     if setup.kill:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -199,7 +188,7 @@ def run_workers(setup: Setup, url: str, env: dict[str, str], func: str, kwargs: 
         "jobs_per_s": round(len(ended) / span, 1) if started else 0.0,
         "redis_commands_per_job": round((after_cmds - before_cmds - driver_cmds) / n, 1),
         "worker_cpu_ms_per_job": round((cpu1 - cpu0) * 1000 / n, 2),
-        "redis_cpu_ms_per_job": round((redis_cpu1 - redis_cpu0) * 1000 / n, 2),
+        "redis_cpu_ms_per_job": round((redis_cpu1 - redis_cpu0) * 1000 / n, 3),
         "worker_peak_rss_mb_total": round(sum(p["peak_rss_mb"] for p in rss), 1),
         "processes": rss,
     }
@@ -283,14 +272,6 @@ def fault_sigterm(url: str, env: dict[str, str], logdir: Path, grace: int = 3) -
             "finished_within_grace": sum(at_exit[i][0] == "finished" for i in short + long),
             "requeued_at_front": sum(at_exit[i] == ("queued", ["Interrupted"]) for i in long),
             "lost": sum(s != "finished" for s, _ in states.values())}
-
-
-def run_peers(url: str, n: int, logdir: Path) -> list[dict[str, Any]]:
-    """Dramatiq and Celery on the same Redis, no-op jobs with results kept (bench/peers.py)."""
-    os.environ["REDIS_URL"] = url  # the peers' brokers read it when bench.peers is imported
-    from bench import peers
-
-    return [peers.run_peer(label, url, n, logdir) for label in peers.PEERS]
 
 
 def round_trips(url: str, n: int) -> dict[str, float]:
@@ -443,32 +424,38 @@ def text_speed() -> dict[str, Any]:
 # --- report -----------------------------------------------------------------------------------------------
 def markdown(r: dict[str, Any]) -> str:
     lines = [f"# Benchmark ({r['when']})", "", f"Machine: {r['machine']}", f"Command: `{r['command']}`", ""]
-    for title, key in (("No-op jobs", "noop"), ("I/O-bound jobs: count_words_at_url, page answers after 100 ms", "io")):
+    for title, key, short in (
+        ("No-op jobs, results kept", "noop", "no-op jobs"),
+        ("I/O-bound jobs, page answers after 100 ms (ours: count_words_at_url; peers: a plain GET)", "io", "I/O jobs"),
+    ):
         if not r[key]:
             continue
-        lines += [f"## {title}", "", "| setup | jobs | jobs/s | × stock | Redis cmds/job | worker CPU ms/job | "
-                  "Redis CPU ms/job | worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|---|"]
-        base = r[key][0]["jobs_per_s"] or 1
+        lines += [f"## {title}", "", "| setup | jobs | jobs/s | Redis cmds/job | Redis CPU ms/job | "
+                  "worker CPU ms/job | worker peak RSS MB (sum) | statuses |", "|---|---|---|---|---|---|---|---|"]
         for row in r[key]:
-            lines.append(f"| {row['setup']} | {row['jobs']} | {row['jobs_per_s']} | {row['jobs_per_s'] / base:.1f} | "
-                         f"{row['redis_commands_per_job']} | {row['worker_cpu_ms_per_job']} | "
-                         f"{row['redis_cpu_ms_per_job']} | "
+            lines.append(f"| {row['setup']} | {row['jobs']} | {row['jobs_per_s']} | {row['redis_commands_per_job']} | "
+                         f"{row['redis_cpu_ms_per_job']} | {row['worker_cpu_ms_per_job']} | "
                          f"{row['worker_peak_rss_mb_total']} | {row['statuses']} |")
-        lines.append("")
+        lines += ["", *peers.markdown(short, r["ratios"][key])]
+        lines += [f"- {row['setup']}: `{row['command']}`" for row in r[key] if "command" in row] + [""]
     rt = r["round_trips"] or {"stock": "-", "ours_8_threads": "-"}
     lines += [f"Redis round trips per no-op job (client-side count, bench/profile.py): stock SimpleWorker "
               f"**{rt['stock']}**, our StackWorker with 8 threads **{rt['ours_8_threads']}** (one claim and one "
               "finish call serve every job that fits between them).", ""]
-    ours = next((row for row in r["noop"] if row["setup"].startswith("ours as shipped")), None)
-    if r.get("peers") and ours:
-        lines += ["## Against the peers (no-op jobs, same Redis, same run)", "",
-                  "| peer | jobs/s | Redis cmds/job | worker CPU ms/job | Redis CPU ms/job | ours ÷ peer jobs/s |",
-                  "|---|---|---|---|---|---|"]
-        for row in r["peers"]:
-            ratio = ours["jobs_per_s"] / row["jobs_per_s"] if row["jobs_per_s"] else float("nan")
-            lines.append(f"| {row['setup']} | {row['jobs_per_s']} | {row['redis_commands_per_job']} | "
-                         f"{row['worker_cpu_ms_per_job']} | {row['redis_cpu_ms_per_job']} | {ratio:.2f} |")
-        lines.append("")
+    if "http" in r:  # not with --jobs-only
+        lines += sections(r)
+    lines += ["## Peak RSS per process", "", "| role | process | peak RSS MB |", "|---|---|---|"]
+    for role, plist in r["rss"].items():
+        for p in plist:
+            lines.append(f"| {role} | `{p['cmd']}` | {p['peak_rss_mb']} |")
+    lines += ["", f"Total bench time: {r['bench_seconds']} s; load average (1, 5, 15 min) at the start "
+              f"{r['load_average']['start']}, at the end {r['load_average']['end']}.", ""]
+    return "\n".join(lines)
+
+
+def sections(r: dict[str, Any]) -> list[str]:
+    """Faults, HTTP, latency and HTML → counts."""
+    lines: list[str] = []
     f = r["faults"] or {"sigkill": "-", "sigterm": "-"}
     lines += ["## Faults (the worker as shipped)", "", "| fault | figures |", "|---|---|",
               f"| SIGKILL the whole worker (supervisor and processes) | {f['sigkill']} |",
@@ -494,13 +481,7 @@ def markdown(r: dict[str, Any]) -> str:
     if plain and rep["noop"]:
         lines.append(f"| no-op jobs/s, ours 2×8 (finishes do not WAIT) | {plain['jobs_per_s']} | "
                      f"{rep['noop']['jobs_per_s']} |")
-    lines += ["", "## HTML → counts", "", "```", json.dumps(r["text"], indent=1), "```", ""]
-    lines += ["## Peak RSS per process", "", "| role | process | peak RSS MB |", "|---|---|---|"]
-    for role, plist in r["rss"].items():
-        for p in plist:
-            lines.append(f"| {role} | `{p['cmd']}` | {p['peak_rss_mb']} |")
-    lines += ["", f"Total bench time: {r['bench_seconds']} s", ""]
-    return "\n".join(lines)
+    return [*lines, "", "## HTML → counts", "", "```", json.dumps(r["text"], indent=1), "```", ""]
 
 
 def main() -> int:
@@ -509,6 +490,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument("--http-only", action="store_true",
                         help="only the HTTP ratio and the API latency (skips the worker and text sections)")
+    parser.add_argument("--jobs-only", action="store_true",
+                        help="only the job throughput against the peers and the round trips (skips faults, HTTP, "
+                             "latency, text)")
     args = parser.parse_args()
     scale = 0.2 if args.quick else 1.0
     out: Path = args.out
@@ -517,11 +501,13 @@ def main() -> int:
     result: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
-        "command": "make bench" + (" (--quick)" if args.quick else "") + (" (--http-only)" if args.http_only else ""),
+        "command": f"BENCH_ARGS='{' '.join(sys.argv[1:])}' make bench" if sys.argv[1:] else "make bench",
+        "load_average": {"start": [round(x, 2) for x in os.getloadavg()]},
         "rss": {},
     }
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp), port=free_port()) as redis_server:
         url = redis_server.url
+        result["machine"] += f", redis-server {Redis.from_url(url).info('server')['redis_version']}"
         pages = SlowPages(0.1)
         env = {**os.environ, "REDIS_URL": url, "APP_ENV": "development", "SECRET_KEY": "bench-secret-key-0123456789",
                "DIAGNOSTIC_JOBS": "1", "FETCH_ALLOW_NETWORKS": "127.0.0.0/8", "WORKER_MAX_JOBS": "0",
@@ -531,28 +517,32 @@ def main() -> int:
 
         # Stock runs os.getpid, a no-op it need not import: with our module, every forked horse would import
         # it again (pydantic and all), which is stock RQ's real cost but not its best case.
+        # The peers run right after ours as shipped, on as many jobs: the machine's load drifts during a run.
         noop = {"func": "tests.diagnostics.noop", "kwargs": {}}
-        result["noop"] = [] if args.http_only else [run_workers(s, url, env, func, {}, jobs, out) for s, func, jobs in (
-            (stock(), "os.getpid", n(500)),
-            (shipped(), noop["func"], n(6000)),
-            (ours(1, 32), noop["func"], n(4000)),
-            (ours(2, 8), noop["func"], n(4000)),
-            (ours(2, 1), noop["func"], n(3000)),
-        )]
+        result["noop"] = [] if args.http_only else [
+            run_workers(stock(), url, env, "os.getpid", {}, n(500), out),
+            run_workers(shipped(), url, env, noop["func"], {}, n(6000), out),
+            *[peers.run(peer, "noop", [], n(6000), url, env, out) for peer in peers.setups("noop")],
+            *[run_workers(s, url, env, noop["func"], {}, jobs, out) for s, jobs in (
+                (ours(1, 32), n(4000)),
+                (ours(2, 8), n(4000)),
+                (ours(2, 1), n(3000)),
+            )]]
         result["round_trips"] = {} if args.http_only else round_trips(url, n(500))
-        result["peers"] = [] if args.http_only else run_peers(url, n(4000), out)
         io = ("jobs.wordcount.count_words_at_url", {"url": pages.url, "top": 5})
-        result["io"] = [] if args.http_only else [run_workers(s, url, env, *io, jobs, out) for s, jobs in (
-            (stock(), n(40)),
-            (shipped(), n(1500)),
-            (ours(1, 32), n(1000)),
-            (ours(2, 8), n(400)),
-        )]
-        result["faults"] = {} if args.http_only else {
-            "sigkill": fault_sigkill(url, env, out), "sigterm": fault_sigterm(url, env, out)}
+        result["io"] = [] if args.http_only else [
+            run_workers(stock(), url, env, *io, n(40), out),
+            run_workers(shipped(), url, env, *io, n(1500), out),
+            *[peers.run(peer, "page", [pages.url], n(1500), url, env, out) for peer in peers.setups("io")],
+            *[run_workers(s, url, env, *io, jobs, out) for s, jobs in ((ours(1, 32), n(1000)), (ours(2, 8), n(400)))]]
+        result["ratios"] = {key: peers.ratios(result[key]) for key in ("noop", "io")}
         for key in ("noop", "io"):
             for row in result[key]:
                 result["rss"][f"{key}: {row['setup']}"] = row.pop("processes")
+        if args.jobs_only:
+            return report(result, out, began)
+        result["faults"] = {} if args.http_only else {
+            "sigkill": fault_sigkill(url, env, out), "sigterm": fault_sigterm(url, env, out)}
 
         port = free_port()
         conn = Redis.from_url(url)
@@ -576,8 +566,14 @@ def main() -> int:
         result["replica"] = with_replica(redis_server, env, out, 4.0 * max(scale, 0.5),
                                          None if args.http_only else n(4000))
     result["text"] = {"note": "skipped (--http-only)"} if args.http_only else text_speed()
+    return report(result, out, began)
+
+
+def report(result: dict[str, Any], out: Path, began: float) -> int:
+    """Write bench/results/latest.json and latest.md, and print the Markdown."""
     result["rss"]["bench driver (incl. page server)"] = procs.peak_rss(os.getpid())[:1]
     result["bench_seconds"] = round(time.monotonic() - began, 1)
+    result["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     (out / "latest.json").write_text(json.dumps(result, indent=1))
     text = markdown(result)
     (out / "latest.md").write_text(text)

@@ -7,8 +7,8 @@
 
 from engine.aggregate import ended_items
 from engine.catalog import job
-from engine.errors import JobError, PermanentError, TransientError
+from engine.errors import JobError, PermanentError, TimedOut, TransientError
 from engine.progress import Progress
 from engine.schedule import Periodic
 
-__all__ = ["JobError", "PermanentError", "Periodic", "Progress", "TransientError", "ended_items", "job"]
+__all__ = ["JobError", "PermanentError", "Periodic", "Progress", "TimedOut", "TransientError", "ended_items", "job"]

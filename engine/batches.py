@@ -16,7 +16,7 @@ from redis import Redis
 from rq.job import Dependency, Job
 
 from engine import catalog, enqueue_script, events
-from engine.enqueue import deferred_writes, durable, queued_writes, withdraw
+from engine.enqueue import Client, deferred_writes, durable, queued_writes, withdraw
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
@@ -50,20 +50,22 @@ def validate_items(type_name: Any, items: Any) -> tuple[catalog.JobType, list[di
 
 
 def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items: list[dict[str, Any]],
-                 settings: Settings) -> dict[str, Any]:
-    """Write every item, the aggregate that waits for them and the batch record in one script call, so a Redis
-    failure leaves either the whole batch or nothing; returns the stored batch record."""
+                 settings: Settings, client: Client | None = None) -> dict[str, Any]:
+    """Write every item, the aggregate that waits for them and the batch record in one script call, as
+    ``client``'s jobs, so a Redis failure leaves either the whole batch or nothing; returns the stored batch
+    record."""
     batch_id = uuid.uuid4().hex
     meta = {"batch": batch_id}
     item_ids = [str(uuid.uuid4()) for _ in items]
     now = datetime.now(UTC)
     commands = [command for item_id, params in zip(item_ids, items, strict=True)
                 for command in queued_writes(job_type, params, settings, queue=queue, job_id=item_id, now=now,
-                                             meta=meta)]
+                                             meta=meta, client=client)]
     with connection.pipeline() as pipe:
         aggregate = deferred_writes(
             connection, pipe, catalog.INTERNAL[job_type.batch_aggregate], {"batch_id": batch_id, "item_ids": item_ids},
             settings, queue=queue, depends_on=Dependency(jobs=item_ids, allow_failure=True), meta=meta,
+            client=client,
         )
         commands += enqueue_script.stacked(pipe)
     record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,

@@ -59,8 +59,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+# A development or test stack's whole store: about 37,000 finished jobs at ~6.9 KB each (docs/scaling.md), far
+# above what a session or `make run` keeps, and small enough that a runaway loop meets the limit long before the
+# machine's memory does. Past it, with noeviction, writes are refused (a submit answers 503) and nothing already
+# stored is dropped; an evicting policy would silently delete queued jobs.
+MAXMEMORY = "256mb"
+
+
 class RedisServer:
-    """One redis-server process with AOF on and no eviction, data and socket under ``data_dir``."""
+    """One redis-server process with AOF on, at most MAXMEMORY and no eviction, data and socket under ``data_dir``."""
 
     def __init__(self, data_dir: Path, port: int | None = None, host: str = "127.0.0.1", extra: tuple[str, ...] = (),
                  binary: str | None = None):
@@ -91,6 +98,7 @@ class RedisServer:
             "unixsocketperm 700",
             "appendonly yes",
             "appendfsync everysec",
+            f"maxmemory {MAXMEMORY}",
             "maxmemory-policy noeviction",
             'save ""',
             "daemonize no",

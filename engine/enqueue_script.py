@@ -1,5 +1,5 @@
-"""The one script call that writes a submission: charge the client's rate limit first and, only if the charge
-fits, run its writes (a job, or a whole batch), atomically and in order.
+"""The one script call that writes a submission: charge the client's rate limit (and daily quota) first and, only
+if the charge fits, run its writes (a job, or a whole batch), atomically and in order.
 
 The writes are the very commands RQ's enqueue issues (engine.enqueue), so RQ's data is byte for byte what RQ
 writes itself; only the transport changes, from a ``MULTI``/``EXEC`` whose every reply redis-py parses to one
@@ -19,13 +19,15 @@ from redis.client import Pipeline
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, RedisError
 
-# KEYS: none, or the client's current and previous window counters. ARGV: cost, expiry, share of the previous
-# window in view, limit; then each command as its argument count followed by its arguments. The shebang makes
-# Redis 7 refuse the whole call when it is out of memory, as a MULTI is, instead of letting it write past it.
+# KEYS: none, or the client's current and previous window counters, and optionally its quota's counter for the
+# day. ARGV: cost, expiry, share of the previous window in view, limit, quota, quota counter's expiry; then each
+# command as its argument count followed by its arguments. A charge over the quota is taken back (the quota counts
+# accepted work only); one over the rate still counts. The shebang makes Redis 7 refuse the whole call when it is
+# out of memory, as a MULTI is, instead of letting it write past it.
 _LUA = b"""#!lua
 local holds = {HSET='hash', HINCRBY='hash', RPUSH='list', LPUSH='list', SADD='set', ZADD='zset',
                ZREMRANGEBYRANK='zset'}
-local i = 5
+local i = 7
 while i <= #ARGV do
   local want = holds[string.upper(ARGV[i + 1])]
   if want then
@@ -38,7 +40,7 @@ while i <= #ARGV do
   i = i + tonumber(ARGV[i]) + 1
 end
 local current, previous = 0, 0
-if #KEYS == 2 then
+if #KEYS >= 2 then
   current = redis.call('INCRBY', KEYS[1], ARGV[1])
   redis.call('EXPIRE', KEYS[1], ARGV[2])
   previous = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -46,7 +48,14 @@ if #KEYS == 2 then
     return {current, previous, 0}
   end
 end
-i = 5
+if #KEYS == 3 then
+  if redis.call('INCRBY', KEYS[3], ARGV[1]) > tonumber(ARGV[5]) then
+    redis.call('DECRBY', KEYS[3], ARGV[1])
+    return {current, previous, -1}
+  end
+  redis.call('EXPIRE', KEYS[3], ARGV[6])
+end
+i = 7
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   redis.call(unpack(ARGV, i + 1, i + n))
@@ -67,6 +76,9 @@ class Charge:
     expire: int  # seconds the current window's counter lives
     in_view: float  # share of the previous window still inside the sliding one
     limit: int
+    quota_key: str | None = None  # the client's counter for the day, refused past ``quota``
+    quota: int = 0
+    quota_expire: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,11 +98,13 @@ class NotReplicated(RedisError):
 
 
 class Refused(Exception):
-    """The charge did not fit, so nothing was enqueued; the refused charge still counts."""
+    """The charge did not fit, so nothing was enqueued; a charge over the rate still counts, one over the quota
+    (``over_quota``) does not."""
 
-    def __init__(self, charge: Charge, current: int, previous: int):
-        super().__init__(f"rate limit: {current} + {previous} over {charge.limit}")
-        self.charge, self.current, self.previous = charge, current, previous
+    def __init__(self, charge: Charge, current: int, previous: int, over_quota: bool = False):
+        what = "daily quota" if over_quota else f"rate limit: {current} + {previous}"
+        super().__init__(f"{what} over {charge.quota if over_quota else charge.limit}")
+        self.charge, self.current, self.previous, self.over_quota = charge, current, previous, over_quota
 
 
 def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | None = None,
@@ -101,20 +115,20 @@ def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | N
     NotReplicated if too few replicas confirmed (the writes are made on the primary all the same: the caller
     decides what to undo).
     """
-    args: list[Any] = [0, 0, 0, 0] if charge is None else [
-        charge.cost, charge.expire, repr(charge.in_view), charge.limit
+    args: list[Any] = [0, 0, 0, 0, 0, 0] if charge is None else [
+        charge.cost, charge.expire, repr(charge.in_view), charge.limit, charge.quota, charge.quota_expire
     ]
     for command in commands:
         args.append(len(command))
         args.extend(command)
-    keys = [] if charge is None else [charge.current_key, charge.previous_key]
+    keys = [] if charge is None else [charge.current_key, charge.previous_key, *filter(None, [charge.quota_key])]
     if durable is None or durable.replicas == 0:
         current, previous, allowed = _SCRIPT(keys, args, client=connection)
         confirmed = 0
     else:
         (current, previous, allowed), confirmed = _run_and_wait(connection, keys, args, durable)
-    if not allowed:
-        raise Refused(charge, int(current), int(previous))  # type: ignore[arg-type]
+    if allowed != 1:
+        raise Refused(charge, int(current), int(previous), over_quota=allowed == -1)  # type: ignore[arg-type]
     if durable is not None and confirmed < durable.replicas:
         raise NotReplicated(durable, confirmed)
 

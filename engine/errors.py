@@ -49,6 +49,11 @@ class TransientError(JobError):
         self.retry_after = retry_after
 
 
+class TimedOut(TransientError):
+    """A wait ran out (a server that did not answer in time). Another wait may succeed, but one that failed twice
+    mostly burns a worker thread for its full length: retried once at most (engine.failure)."""
+
+
 class ForbiddenJob(PermanentError):
     """A queue entry names a function outside the job catalogue, or cannot be decoded."""
 

@@ -3,6 +3,12 @@
 ``record_error`` is an RQ exception handler. It puts a readable ``{"type", "message"}`` in ``job.meta`` (never a
 traceback; the worker writes the meta with the failure's records), fails permanent errors at once and stretches
 the next retry to a server's Retry-After.
+
+What one submission may cost the workers is bounded, so that retries cannot multiply a flood:
+- a timeout (the job's own, or a TimedOut error such as a page that never answers) is retried once, not on every
+  interval: a second full-length wait rarely ends differently, and each one holds a worker thread throughout;
+- a retry is made only while a full-length attempt still fits the job's time budget (JOB_TIME_BUDGET): the sum of
+  its attempts' run times never exceeds the budget (or its one first attempt, when its timeout is longer).
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ import math
 from rq.exceptions import DeserializationError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
+from rq.utils import now
 
-from engine.errors import UNDECODABLE, ForbiddenJob, JobError, PermanentError, TransientError
+from engine.errors import UNDECODABLE, ForbiddenJob, JobError, PermanentError, TimedOut, TransientError
+
+TIMEOUT_ATTEMPTS = 2  # a timeout is retried once
 
 
 def describe(job: Job, exc_type: type, exc_value: BaseException) -> tuple[str, str]:
@@ -32,18 +41,45 @@ def is_expected(exc_value: BaseException | None) -> bool:
     return isinstance(exc_value, JobError | DeserializationError)
 
 
-def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object) -> bool:
-    """Put a readable ``{"type", "message"}`` on the job; permanent errors are not retried."""
+def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object, budget: float | None = None) -> bool:
+    """Put a readable ``{"type", "message"}`` on the job; permanent errors are not retried, timeouts once, and
+    no retry is made past the job's time ``budget`` (seconds of worker time over all attempts; None: none)."""
     failures = int(job.meta.get("failures", 0)) + 1
+    timeouts = int(job.meta.get("timeouts", 0)) + is_timeout(exc_value)
+    worked = float(job.meta.get("worked", 0.0)) + attempt_seconds(job)
     kind, message = describe(job, exc_type, exc_value)
+    reason = ""
     if isinstance(exc_value, PermanentError | DeserializationError):
         job.retries_left = 0  # retrying cannot help, so fail at once
+    elif job.should_retry and timeouts >= TIMEOUT_ATTEMPTS:
+        job.retries_left, reason = 0, f"it timed out {timeouts} times"
+    elif job.should_retry and budget is not None and worked + max(job.timeout or 0, 0) > budget:
+        job.retries_left = 0
+        reason = f"one more could take its {job.timeout} s limit past the {budget:g} s of worker time a job may use"
     elif isinstance(exc_value, TransientError) and exc_value.retry_after and job.should_retry:
         honour_retry_after(job, exc_value.retry_after)
-    if not job.should_retry and failures > 1:
+    if reason:
+        message = f"{message} (gave up after {failures} attempt{'s' if failures > 1 else ''}: {reason})"
+    elif not job.should_retry and failures > 1:
         message = f"{message} (gave up after {failures} attempts)"
-    job.meta.update(failures=failures, error={"type": kind, "message": message})
+    job.meta.update(failures=failures, timeouts=timeouts, worked=round(worked, 3),
+                    error={"type": kind, "message": message})
     return True  # go on to the next handler, then RQ retries or fails the job
+
+
+def is_timeout(exc_value: BaseException | None) -> bool:
+    """A wait that ran out: the job's own timeout, or a TimedOut error the job raised."""
+    return isinstance(exc_value, JobTimeoutException | TimedOut)
+
+
+def attempt_seconds(job: Job) -> float:
+    """How long the attempt that just failed ran."""
+    if job.started_at is None:
+        return 0.0
+    try:
+        return max(0.0, (now() - job.started_at).total_seconds())
+    except TypeError:  # a naive time from an older record
+        return 0.0
 
 
 def honour_retry_after(job: Job, seconds: float) -> None:

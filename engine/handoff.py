@@ -9,6 +9,9 @@ execution of its own: the reaper (engine.recovery) recovers it like any job aban
 The start records are RQ's own (what ``Worker.prepare_execution`` and ``prepare_job_execution`` write): the job
 hash's status, ``started_at``, ``last_heartbeat`` and ``worker_name``, its TTL removed; an Execution hash; the
 job's execution registry; the queue's StartedJobRegistry; the worker's execution index.
+
+A job whose client already runs its share (engine.fairness) is parked in the same call instead of started, so the
+scan goes on to other clients' jobs and a flood cannot fill the pool first.
 """
 
 from __future__ import annotations
@@ -24,31 +27,39 @@ from rq.job import Job
 from rq.queue import Queue
 from rq.utils import as_text, now, utcformat
 
+from engine import fairness
+
 _SHAS: dict[str, str] = {}
 
 # KEYS: queue1, started-registry1, queue2, started-registry2, ... in priority order; then the worker's execution
 # index and the worker's hash (its state turns busy). ARGV: how many at most, now (epoch seconds), now (RQ's date
 # format), worker name, job monitoring interval, job key prefix, execution key prefix, execution registry key
-# prefix, then one fresh execution id per job wanted. Returns queue key, job id, execution id and the job hash (as
-# it was before the claim) per job. An entry whose job is gone, already running or ended, or claimed twice in this
-# call, is dropped.
-CLAIM_SCRIPT = """
+# prefix, the per-client cap (0: none), then one fresh execution id per job wanted. Returns queue key, job id,
+# execution id and the job hash (as it was before the claim) per job. An entry whose job is gone, already running or
+# ended, or claimed twice in this call, is dropped; one whose client holds ``cap`` slots is parked.
+CLAIM_SCRIPT = fairness.LUA + """
 local want, now, stamp, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local interval, job_prefix, exec_prefix, execs_prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+local cap = tonumber(ARGV[9])
 local index, worker_key = KEYS[#KEYS - 1], KEYS[#KEYS]
 local taken = {started = true, finished = true, failed = true, stopped = true, canceled = true}
-local out, seen, longest = {}, {}, 0
+local out, seen, longest, parks = {}, {}, 0, 0
 for i = 1, #KEYS - 2, 2 do
-  while #out < want * 4 do
+  while #out < want * 4 and parks < """ + str(fairness.PARK_BUDGET) + """ do
     local id = redis.call('LPOP', KEYS[i])
     if not id then break end
     local key = job_prefix .. id
     local raw = redis.call('HGETALL', key)
     local fields = {}
     for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
-    if #raw > 0 and not seen[id] and not taken[fields['status'] or ''] then
+    if #raw == 0 or seen[id] or taken[fields['status'] or ''] then
+      -- dropped: a duplicate entry, or a job that is gone
+    elseif not fair_take(id, fields['client'], cap) then
+      fair_park(id, fields['client'])
+      parks = parks + 1
+    else
       seen[id] = true
-      local execution = ARGV[8 + #out / 4 + 1]
+      local execution = ARGV[9 + #out / 4 + 1]
       local timeout = tonumber(fields['timeout'] or '')
       local ttl = interval + 60
       if timeout and timeout > 0 then ttl = math.floor(math.min(timeout, interval)) + 60 end
@@ -98,14 +109,15 @@ def run_script(connection: Redis, script: str, keys: list[str], args: tuple | li
 
 
 def claim(connection: Redis, queues: list[Queue], count: int, worker_name: str, worker_key: str,
-          executions_key: str, monitoring_interval: int) -> list[Claim]:
-    """Take and start up to ``count`` waiting jobs, by queue priority, in one script call."""
+          executions_key: str, monitoring_interval: int, client_cap: int = 0) -> list[Claim]:
+    """Take and start up to ``count`` waiting jobs, by queue priority, in one script call; a client's jobs past
+    ``client_cap`` running at once (0: no cap) are parked (engine.fairness)."""
     keys = [key for queue in queues for key in (queue.key, queue.started_job_registry.key)]
     execution_ids = [uuid.uuid4().hex for _ in range(max(1, count))]
     moment = now()
     args = [len(execution_ids), moment.timestamp(), utcformat(moment), worker_name, monitoring_interval,
             Job.redis_job_namespace_prefix, Execution("e", "j", connection).key.removesuffix("j:e"),
-            ExecutionRegistry.key_template.format(""), *execution_ids]
+            ExecutionRegistry.key_template.format(""), client_cap, *execution_ids]
     flat = list(run_script(connection, CLAIM_SCRIPT, [*keys, executions_key, worker_key], args) or [])
     claims = []
     for i in range(0, len(flat), 4):
@@ -122,9 +134,10 @@ def intermediate_key(queue_key: str) -> str:
     return f"{queue_key}:intermediate"
 
 
-# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line.
-GIVE_BACK_SCRIPT = """
+# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line. A slot it holds is freed.
+GIVE_BACK_SCRIPT = fairness.LUA + """
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
+  fair_release(ARGV[1])
   redis.call('LPUSH', KEYS[1], ARGV[1])
   return 1
 end

@@ -18,7 +18,7 @@ from redis import Redis
 from rq.job import Job
 
 from engine import catalog
-from engine.enqueue import RECENT_KEY, enqueue, schedule
+from engine.enqueue import RECENT_KEY, Client, enqueue, schedule
 from engine.enqueue_script import Charge
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob, fetch_job
@@ -98,24 +98,27 @@ def parse_run_at(delay_seconds: Any, at: Any, now: datetime | None = None) -> da
 
 
 def submit(connection: Redis, submission: Submission, settings: Settings, *, job_id: str | None = None,
-           charge: Charge | None = None, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+           charge: Charge | None = None, meta: dict[str, Any] | None = None,
+           client: Client | None = None) -> dict[str, Any]:
     """The one way a job is submitted (API, form, CLI, clock): enqueue it on its priority's queue, or schedule it,
-    after a rate-limit ``charge``; returns the job's API view. ``job_id`` fixes its id, ``meta`` adds to its meta."""
+    after a rate-limit ``charge``, as ``client``'s job (engine.fairness); returns the job's API view. ``job_id``
+    fixes its id, ``meta`` adds to its meta."""
     if submission.run_at is not None:
         return schedule(connection, submission.job_type, submission.params, settings, queue=submission.priority,
-                        at=submission.run_at, job_id=job_id, meta=meta, charge=charge)
+                        at=submission.run_at, job_id=job_id, meta=meta, charge=charge, client=client)
     return enqueue(connection, submission.job_type, submission.params, settings, queue=submission.priority,
-                   job_id=job_id, meta=meta, charge=charge)
+                   job_id=job_id, meta=meta, charge=charge, client=client)
 
 
 def submit_idempotent(connection: Redis, submission: Submission, settings: Settings, key: str, fingerprint: str,
-                      scope: str = "") -> tuple[dict[str, Any], bool]:
-    """Submit once per Idempotency-Key of a client ``scope``: ``(job view, created)``; a reused key returns the
-    first job.
+                      client: Client | None = None) -> tuple[dict[str, Any], bool]:
+    """Submit once per Idempotency-Key of a ``client``: ``(job view, created)``; a reused key returns the first
+    job.
 
-    Keys live per scope (the web passes its client key), so another client's identical key neither finds this
-    client's job nor blocks it with a 409; code inside the deployment (the CLI) shares the empty scope.
+    Keys live per client (its key is the scope), so another client's identical key neither finds this client's job
+    nor blocks it with a 409; code inside the deployment (the CLI) has no client and shares the empty scope.
     """
+    scope = client.key if client is not None else ""
     redis_key = IDEMPOTENCY_PREFIX + hashlib.sha256(f"{scope}\0{key}".encode()).hexdigest()
     job_id = str(uuid.uuid4())
     claim = json.dumps({"fingerprint": fingerprint, "job_id": job_id})
@@ -123,7 +126,7 @@ def submit_idempotent(connection: Redis, submission: Submission, settings: Setti
     ttl = min(IDEMPOTENCY_TTL, settings.result_ttl, settings.failure_ttl, settings.queued_ttl)
     if connection.set(redis_key, claim, nx=True, ex=ttl):
         try:
-            return submit(connection, submission, settings, job_id=job_id), True
+            return submit(connection, submission, settings, job_id=job_id, client=client), True
         except Exception:
             connection.delete(redis_key)  # let the client retry with the same key
             raise

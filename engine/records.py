@@ -4,6 +4,9 @@ RQ's own writers build the records (``Job.save``, ``Result.create``, the registr
 ``Worker.cleanup_execution`` …) into a pipeline that is never executed itself: its commands are compacted
 (increments of the same counter summed, successive HSETs of one hash merged) and replayed by one Lua script.
 So the records are exactly RQ's, whatever RQ version writes them, and a batch costs one round trip.
+
+The same call frees the client slots (engine.fairness) of the jobs that ended, finished, failed, stopped or retried
+alike, so a slot is never held by a job RQ's records show ended, nor freed before its end is recorded.
 """
 
 from __future__ import annotations
@@ -20,12 +23,16 @@ from rq.results import Result
 from rq.utils import now
 from rq.worker import BaseWorker
 
+from engine import fairness
 from engine.handoff import run_script
 
-# ARGV: per command its word count, whether its reply is wanted (1/0), then its words. Each command runs whatever
-# the others do (as in MULTI/EXEC); the wanted replies come back in order.
-REPLAY_SCRIPT = """
-local replies, i = {}, 1
+# ARGV: how many jobs ended, their ids; then per command its word count, whether its reply is wanted (1/0), then
+# its words. Each command runs whatever the others do (as in MULTI/EXEC); the wanted replies come back in order. The
+# slots are freed first, while the job hashes still say whose they are (a job kept for 0 s is deleted by its records).
+REPLAY_SCRIPT = fairness.LUA + """
+local ended = tonumber(ARGV[1])
+for k = 2, ended + 1 do fair_release(ARGV[k]) end
+local replies, i = {}, ended + 2
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local reply = redis.pcall(unpack(ARGV, i + 2, i + 1 + n))
@@ -89,6 +96,7 @@ class Batch:
         self.pipe = connection.pipeline(transaction=False)
         self._wanted: list[int] = []  # positions in the pipeline whose replies the caller asked for
         self.absent: set[str] = set()  # keys known not to exist (RQ's cleanup EXPIREs them all the same)
+        self.ended: list[str] = []  # the jobs whose client slots this call frees
 
     def want(self, command: str, key: str, since: int = 0) -> int:
         """Ask for the reply of the last ``command`` on ``key`` written since position ``since`` (without one, of
@@ -109,11 +117,11 @@ class Batch:
 
     def send(self) -> list[Any]:
         """Run every write in one script call; the wanted replies, by ticket."""
-        if not self.pipe.command_stack:
+        if not self.pipe.command_stack and not self.ended:
             return []
         commands, positions = compact([args for args, _options in self.pipe.command_stack], set(self._wanted),
                                       frozenset(self.absent))
-        argv: list[Any] = []
+        argv: list[Any] = [len(self.ended), *self.ended]
         wanted = set(positions)
         for position, command in enumerate(commands):
             argv += [len(command), 1 if position in wanted else 0, *command]
@@ -124,6 +132,7 @@ def finished(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution
     """What RQ's ``handle_job_success`` writes, its watched dependents aside (see ``release_dependents``)."""
     result_ttl = job.get_result_ttl(worker.default_result_ttl)
     pipe = batch.pipe
+    batch.ended.append(job.id)
     if result_ttl != 0:
         job.set_status(JobStatus.FINISHED, pipeline=pipe)
         job.save(pipeline=pipe, include_meta=False, include_result=False)
@@ -142,6 +151,7 @@ def failed(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution: 
     """What RQ's ``handle_job_failure`` writes (retried, stopped or failed), plus the job's meta (its readable
     error); returns whether the job was retried."""
     pipe = batch.pipe
+    batch.ended.append(job.id)
     retry = job.should_retry and not stopped
     pipe.hset(job.key, "meta", job.serializer.dumps(job.meta))
     if stopped:

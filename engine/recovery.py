@@ -33,7 +33,7 @@ from rq.job_lifecycle import record_job_failure
 from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
-from engine import events
+from engine import events, fairness
 from engine.handoff import give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import QUEUE_NAMES
@@ -94,6 +94,7 @@ def requeue_now(connection: Redis, job: Job, queue: Queue, execution: Execution 
         if execution is not None:
             execution.delete(job=job, pipeline=pipeline)
         job.save_meta()
+        fairness.release(pipeline, job.id)  # it takes a slot again when it is claimed; it stays first in line
         queue._enqueue_job(job, pipeline=pipeline, at_front=True)
         pipeline.execute()
 
@@ -111,6 +112,7 @@ def fail_lost(connection: Redis, job: Job, queue: Queue, execution: Execution | 
             execution.delete(job=job, pipeline=pipeline)
         job.save_meta()
         record_job_failure(job, f"{WORKER_LOST}: {message}", pipeline)
+        fairness.release(pipeline, job.id)
         pipeline.execute()
     queue.enqueue_dependents(job)
 
@@ -165,10 +167,12 @@ def requeue_orphans(connection: Redis, worker_name: str, running: Callable[[], s
 class Reaper:
     """Finds jobs abandoned by dead workers and stuck claims, and recovers them."""
 
-    def __init__(self, connection: Redis, queue_names: tuple[str, ...] = QUEUE_NAMES, stuck_after: float = LOST_AFTER):
+    def __init__(self, connection: Redis, queue_names: tuple[str, ...] = QUEUE_NAMES, stuck_after: float = LOST_AFTER,
+                 client_cap: int | None = None):
         self.connection = connection
         self.queue_names = queue_names
         self.stuck_after = stuck_after  # a claim normally starts within milliseconds
+        self.client_cap = client_cap  # the workers' cap, for the slot sweep (None: no sweep in this pass)
 
     def all_queue_names(self) -> list[str]:
         """Our queues plus any other RQ knows of (a deployment may add some)."""
@@ -184,6 +188,8 @@ class Reaper:
                 counts[outcome] += 1
             counts["returned"] += self.return_stuck_claims(queue)
         self.forget_dead_workers()
+        if self.client_cap is not None:  # after the passes above, which release what they recovered
+            fairness.sweep(self.connection, self.client_cap)
         return counts
 
     def reap_started(self, queue: Queue) -> list[str]:
@@ -270,7 +276,7 @@ class Beacon(threading.Thread):
 
     def __init__(self, connection: Redis, worker_name: str, lost_after: int = LOST_AFTER,
                  on_reap: Callable[[dict[str, int]], None] | None = None,
-                 running: Callable[[], set[str]] | None = None):
+                 running: Callable[[], set[str]] | None = None, client_cap: int | None = None):
         super().__init__(name=f"beacon-{worker_name}", daemon=True)
         self.connection = connection
         self.worker_name = worker_name
@@ -278,7 +284,7 @@ class Beacon(threading.Thread):
         self.on_reap = on_reap
         self.running = running  # the ids of the jobs this worker runs now; enables requeue_orphans
         self._server_id: str | None = None
-        self.reaper = Reaper(connection, stuck_after=lost_after)
+        self.reaper = Reaper(connection, stuck_after=lost_after, client_cap=client_cap)
         self._stopping = threading.Event()
         self._healthy_since: float | None = None
         self._last_reap = 0.0

@@ -196,8 +196,14 @@ class Settings(EnvSettings):
     result_ttl: int = var("RESULT_TTL", integer(1, 10**9), 7 * DAY)
     failure_ttl: int = var("FAILURE_TTL", integer(1, 10**9), 7 * DAY)
     queued_ttl: int = var("QUEUED_TTL", integer(1, 10**9), DAY)
+    # The most an anonymous client's (no credential) ended job is kept: with DAILY_QUOTA it bounds what one address
+    # keeps in Redis (docs/scaling.md).
+    anonymous_ttl: int = var("ANONYMOUS_TTL", integer(1, 10**9), DAY)
     job_timeout: int = var("JOB_TIMEOUT", integer(1, DAY), 180)
     retry_intervals: tuple[int, ...] = var("RETRY_INTERVALS", intervals, (5, 30, 120))
+    # Worker time one submission may use over all its attempts: a retry is made only if a full-length attempt
+    # still fits. 2 x JOB_TIMEOUT's default: quick transient failures keep every retry, long ones get one.
+    job_time_budget: int = var("JOB_TIME_BUDGET", integer(1, 7 * DAY), 360)
     worker_processes: int = var("WORKER_PROCESSES", integer(0, 256), 2)  # from make bench on 2 cores
     worker_threads: int = var("WORKER_THREADS", integer(1, 1024), 32)
     worker_max_jobs: int = var("WORKER_MAX_JOBS", integer(0, 10**9), 50000)
@@ -205,6 +211,9 @@ class Settings(EnvSettings):
     worker_hang_grace: float = var("WORKER_HANG_GRACE", number(0.1, 3600.0), 30.0)
     shutdown_grace: int = var("SHUTDOWN_GRACE", integer(0, 3600), 20)
     worker_lost_after: int = var("WORKER_LOST_AFTER", integer(3, 3600), 10)
+    # Jobs of one client (credential, else address group) running at once across all workers; 0: no cap.
+    # 8: an eighth of the default pool (2 processes x 32 threads), see docs/scaling.md.
+    client_concurrency: int = var("CLIENT_CONCURRENCY", integer(0, 100_000), 8)
     readyz_require_worker: bool = var("READYZ_REQUIRE_WORKER", boolean, False)
     metrics_token: str | None = var("METRICS_TOKEN", token, None)
     log_format: str = var("LOG_FORMAT", choice("text", "json"), "text")
@@ -214,6 +223,9 @@ class Settings(EnvSettings):
     proxy_fix_x_proto: int = var("PROXY_FIX_X_PROTO", integer(0, 10), 0)
     proxy_fix_x_host: int = var("PROXY_FIX_X_HOST", integer(0, 10), 0)
     ratelimit_submit: str = var("RATELIMIT_SUBMIT", rate, "60 per minute")
+    # Work one client may submit per UTC day, counted like RATELIMIT_SUBMIT; 0: no quota. It bounds the jobs one
+    # client keeps in Redis (about DAILY_QUOTA x days kept x a job's size; docs/scaling.md).
+    daily_quota: int = var("DAILY_QUOTA", integer(0, 10**9), 1000)
     schedule_file: str | None = var("SCHEDULE_FILE", text, None)
     diagnostic_jobs: bool = var("DIAGNOSTIC_JOBS", boolean, False)  # benchmark and fault-test jobs; never in production
 

@@ -7,11 +7,14 @@ from datetime import datetime
 from typing import Any
 
 from rq.exceptions import DeserializationError
-from rq.job import Job
+from rq.job import Job, JobStatus
 
 TERMINAL = frozenset({"finished", "failed", "canceled", "stopped"})
 _WAITING = frozenset({"created", "rate_limited", "ready_to_enqueue"})
 _RETRYING = frozenset({"scheduled", "queued", "started"})  # states in which an earlier attempt may have failed
+# Why a job parked by its client's cap (engine.fairness; RQ's status rate_limited) has not started.
+WAITING_FOR_SHARE = ("Waiting for its client's other jobs: only a few jobs of one client run at once, so a large "
+                     "batch cannot hold up everyone else. It starts as soon as one of them ends.")
 
 
 def job_status(job: Job) -> str:
@@ -33,14 +36,16 @@ def job_view(job: Job) -> dict[str, Any]:
         started_at=job.started_at, ended_at=job.ended_at, progress=job.meta.get("progress"),
         result=job.return_value() if status == "finished" else None, error=job_error(job, status),
         attempt=job_attempt(job, status),
+        waiting=WAITING_FOR_SHARE if job.get_status(refresh=False) == JobStatus.RATE_LIMITED else None,
     )
 
 
 def view(job_id: str, job_type: str | None, params: dict[str, Any] | None, status: str, created_at: datetime | None,
          enqueued_at: datetime | None, *, started_at: datetime | None = None, ended_at: datetime | None = None,
          progress: dict[str, Any] | None = None, result: Any = None, error: dict[str, str] | None = None,
-         attempt: int = 1) -> dict[str, Any]:
-    """The API's view of a job from its parts (defaults: a job that has not run yet)."""
+         attempt: int = 1, waiting: str | None = None) -> dict[str, Any]:
+    """The API's view of a job from its parts (defaults: a job that has not run yet); ``waiting`` says why a
+    queued job has not started."""
     return {
         "id": job_id,
         "type": job_type,
@@ -54,6 +59,7 @@ def view(job_id: str, job_type: str | None, params: dict[str, Any] | None, statu
         "result": result,
         "error": error,
         "attempt": attempt,
+        "waiting": waiting,
     }
 
 

@@ -26,6 +26,7 @@ forged entry could name any URL or callable.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue as stdlib_queue
@@ -125,12 +126,14 @@ class StackWorker(BaseWorker):
         kwargs.setdefault("job_monitoring_interval", MONITOR_INTERVAL)
         given = [] if exception_handlers is None else list(exception_handlers) if isinstance(
             exception_handlers, list | tuple) else [exception_handlers]
-        self.handlers: list[Callable] = [failure.record_error, events.on_failure, *given]
+        self.handlers: list[Callable] = [functools.partial(failure.record_error, budget=settings.job_time_budget),
+                                         events.on_failure, *given]
         self.threads = max(1, threads or settings.worker_threads)
         self.max_rss_mb = settings.worker_max_rss_mb
         self.hang_grace = settings.worker_hang_grace
         self.shutdown_grace = settings.shutdown_grace
         self.lost_after = settings.worker_lost_after
+        self.client_cap = settings.client_concurrency  # jobs of one client running at once, pool-wide (0: no cap)
         self.exit_code = 0
         self.running: dict[str, Running] = {}
         self.stopping = False
@@ -184,7 +187,8 @@ class StackWorker(BaseWorker):
         """Take and start up to ``count`` jobs; a Redis outage is waited out."""
         try:
             return claim(self.connection, self.queues, count, self.name, worker_key=self.key,
-                         executions_key=self.executions_key, monitoring_interval=self.job_monitoring_interval)
+                         executions_key=self.executions_key, monitoring_interval=self.job_monitoring_interval,
+                         client_cap=self.client_cap)
         except recovery.REDIS_DOWN:
             self._wait_for_redis()
             return []
@@ -405,7 +409,7 @@ class StackWorker(BaseWorker):
         if warning:
             self.log.warning(warning)
         self._beacon = recovery.Beacon(recovery.side_connection(self.connection), self.name, self.lost_after,
-                                       running=self.running_job_ids)
+                                       running=self.running_job_ids, client_cap=self.client_cap)
         self._beacon.beat()  # alive before the first job can be claimed
         self._beacon.start()
         for number in range(self.threads):

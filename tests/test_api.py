@@ -13,7 +13,7 @@ from web import create_app
 
 JOB_KEYS = {
     "id", "type", "params", "status", "created_at", "enqueued_at", "started_at", "ended_at", "progress", "result",
-    "error", "attempt",
+    "error", "attempt", "waiting",
 }
 VALID = {"type": "count_words_at_url", "params": {"url": "https://example.com/", "top": 5}}
 

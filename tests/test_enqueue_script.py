@@ -1,5 +1,5 @@
-"""A new job is written byte for byte as RQ's own enqueue writes it, in one script call that a refused charge or a
-key of the wrong type leaves without a trace."""
+"""A new job is written byte for byte as RQ's own enqueue writes it (plus the client it was submitted by, if any),
+in one script call that a refused charge or a key of the wrong type leaves without a trace."""
 
 from __future__ import annotations
 
@@ -15,10 +15,13 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from engine import catalog, enqueue, enqueue_script, events, queues, status
+from engine.enqueue import Client
 from engine.settings import Settings
 
 PARAMS = {"url": "https://example.com/", "top": 5}
 NOW = datetime(2026, 12, 6, 10, 0, 0, 123456, tzinfo=UTC)
+CLIENTS = {"no-client": None, "with-credential": Client("token:abc", anonymous=False),
+           "anonymous": Client("address:192.0.2.0/24", anonymous=True)}
 
 
 @pytest.fixture
@@ -28,20 +31,22 @@ def frozen_rq(monkeypatch):
     monkeypatch.setattr(rq.queue, "now", lambda: NOW)
 
 
-def rq_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str) -> None:
-    """RQ's own enqueue of the job, in its own MULTI, plus our index and counter."""
+def rq_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str,
+               client: Client | None = None) -> None:
+    """RQ's own enqueue of the job (with the TTLs ``client`` gets), in its own MULTI, plus our index and counter."""
     queue = queues.make_queues(redis)["default"]
     with redis.pipeline() as pipe:
         job = queue.enqueue_call(func=job_type.func_path, kwargs=PARAMS, pipeline=pipe, job_id=job_id,
-                                 **enqueue.rq_options(job_type, PARAMS, settings, settings.queued_ttl, None))
+                                 **enqueue.rq_options(job_type, PARAMS, settings, settings.queued_ttl, None, client))
         for command in (*enqueue.recent(job.id, job.created_at), events.on_submit(job_type.name)):
             pipe.execute_command(*command)
         pipe.execute()
 
 
 def our_enqueue(redis: Redis, job_type: catalog.JobType, settings: Settings, job_id: str,
-                charge: enqueue_script.Charge | None = None) -> None:
-    writes = enqueue.queued_writes(job_type, PARAMS, settings, queue="default", job_id=job_id, now=NOW)
+                charge: enqueue_script.Charge | None = None, client: Client | None = None) -> None:
+    writes = enqueue.queued_writes(job_type, PARAMS, settings, queue="default", job_id=job_id, now=NOW,
+                                   client=client)
     enqueue_script.run(redis, writes, charge)
 
 
@@ -50,16 +55,31 @@ def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, bool]]:
     return {key: (redis.dump(key), redis.ttl(key) > 0) for key in redis.keys("*")}
 
 
+@pytest.mark.parametrize("client", CLIENTS.values(), ids=CLIENTS)
 @pytest.mark.parametrize("retries", ["5,30", ""], ids=["with-retries", "no-retries"])
-def test_a_new_job_is_written_byte_for_byte_as_rq_writes_it(redis, env, frozen_rq, retries):
-    settings = Settings.from_env({**env, "RETRY_INTERVALS": retries})
+def test_a_new_job_is_written_byte_for_byte_as_rq_writes_it(redis, env, frozen_rq, retries, client):
+    settings = Settings.from_env({**env, "RETRY_INTERVALS": retries, "ANONYMOUS_TTL": "60"})
     job_type = catalog.get("count_words_at_url")
-    rq_enqueue(redis, job_type, settings, "pinned")
-    by_rq = snapshot(redis)
+    rq_enqueue(redis, job_type, settings, "pinned", client)
+    by_rq, rq_fields = snapshot(redis), redis.hgetall("rq:job:pinned")
     assert {b"rq:queues", b"rq:queue:default", b"rq:job:pinned", b"stack:jobs:recent"} <= set(by_rq)
     redis.flushall()
-    our_enqueue(redis, job_type, settings, "pinned")
+    our_enqueue(redis, job_type, settings, "pinned", client=client)
+    if client is not None:  # the one field RQ does not write, for the claim script's per-client cap
+        assert redis.hgetall("rq:job:pinned") == {**rq_fields, b"client": client.key.encode()}
+        redis.hdel("rq:job:pinned", "client")
     assert snapshot(redis) == by_rq
+
+
+def test_an_anonymous_clients_job_is_kept_anonymous_ttl_at_most(redis, env):
+    settings = Settings.from_env({**env, "ANONYMOUS_TTL": "60"})
+    job_type = catalog.get("count_words_at_url")
+    for job_id, client in (("anonymous", CLIENTS["anonymous"]), ("named", CLIENTS["with-credential"])):
+        our_enqueue(redis, job_type, settings, job_id, client=client)
+    anonymous, named = (Job.fetch(job_id, connection=redis, serializer=queues.SERIALIZER)
+                        for job_id in ("anonymous", "named"))
+    assert (anonymous.result_ttl, anonymous.failure_ttl) == (60, 60)
+    assert (named.result_ttl, named.failure_ttl) == (settings.result_ttl, settings.failure_ttl)
 
 
 def test_a_submitted_job_reads_back_through_rq(redis, settings):

@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from rq.job import Job
 
 from engine import catalog
+from engine.enqueue import Client
 from web import ratelimit, state
 from web.errors import ApiError, error_response
 
@@ -173,3 +174,9 @@ def client_key() -> str:
     if request.blueprint != "api" and logged_in():
         return "operator"
     return "address:" + ratelimit.address_group(request.remote_addr)
+
+
+def client() -> Client:
+    """This request's client as the jobs it submits record it: its key, and whether it showed no credential."""
+    key = client_key()
+    return Client(key, anonymous=key.startswith("address:"))

@@ -93,7 +93,8 @@ def submit_job():
     key = request.headers.get("Idempotency-Key")
     if key is None:  # the rate-limit charge rides in the enqueue's one round trip
         charge = ratelimit.take()
-        job, created = lifecycle.submit(state.redis(), submission, state.settings(), charge=charge), True
+        job, created = lifecycle.submit(state.redis(), submission, state.settings(), charge=charge,
+                                        client=access.client()), True
     else:
         if not lifecycle.valid_idempotency_key(key):
             raise ApiError(400, "bad_request", "Idempotency-Key must be 1 to 255 printable ASCII characters.")
@@ -101,7 +102,7 @@ def submit_job():
         try:
             job, created = lifecycle.submit_idempotent(
                 state.redis(), submission, state.settings(), key, submission.fingerprint(body),
-                scope=access.client_key(),
+                client=access.client(),
             )
         except lifecycle.IdempotencyConflict as exc:
             raise ApiError(409, "idempotency_conflict", str(exc)) from None
@@ -191,7 +192,8 @@ def submit_batch():
         raise ApiError(422, "unknown_job_type", str(exc)) from None
     except InvalidRequest as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
-    record = batches.create_batch(state.redis(), priority, job_type, items, state.settings())
+    record = batches.create_batch(state.redis(), priority, job_type, items, state.settings(),
+                                  client=access.client())
     view = batches.batch_view(state.redis(), record["id"])
     return jsonify(view), 202, {"Location": url_for("api.get_batch", batch_id=record["id"])}
 

@@ -55,6 +55,8 @@ JOB = {
         "result": {},
         "error": NULLABLE_JOB_ERROR,
         "attempt": {"type": "integer", "minimum": 1},
+        "waiting": {"type": ["string", "null"],
+                    "description": "Why a queued job has not started yet, when it is not just its turn"},
     },
 }
 JOB_LIST = {

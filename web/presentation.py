@@ -119,7 +119,7 @@ def present(view: dict[str, Any], origin: str, meta: dict[str, Any], now: dateti
         steps=steps(status, created, started, ended, now),
         progress=progress(view.get("progress"), known.stages if known else {}) if status == "started" else None,
         error=error(view.get("error")),
-        notice=notice(status, meta) or _no_worker(status, queue, origin),
+        notice=view.get("waiting") or notice(status, meta) or _no_worker(status, queue, origin),
         result=view.get("result") if status == "finished" else None,
         result_template=template,
         result_items=None if template or status != "finished" else result_items(view.get("result")),

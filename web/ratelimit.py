@@ -36,6 +36,8 @@ from web.errors import error_response
 F = TypeVar("F", bound=Callable[..., object])
 
 KEY_PREFIX = "stack:ratelimit:"
+QUOTA_PREFIX = "stack:quota:"
+DAY = 86400
 UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
 
@@ -58,6 +60,7 @@ class Verdict:
     allowed: bool
     remaining: int
     retry_after: int  # seconds; 0 when allowed
+    over_quota: bool = False  # refused by the daily quota, not the rate
 
 
 def address_group(address: str | None) -> str:
@@ -74,29 +77,44 @@ def address_group(address: str | None) -> str:
 
 
 class ClientLimiter:
-    """Charges work to a client against one shared Rate, in the app's Redis (shared by every web process)."""
+    """Charges work to a client against one shared Rate and a daily quota (0: none), in the app's Redis (shared
+    by every web process). The rate counts a client by its address group, the quota by its client key."""
 
-    def __init__(self, redis: Redis, rate: Rate):
-        self.redis, self.rate = redis, rate
+    def __init__(self, redis: Redis, rate: Rate, quota: int = 0):
+        self.redis, self.rate, self.quota = redis, rate, quota
 
-    def charge(self, client: str, cost: int = 1, now: float | None = None) -> Verdict:
+    def charge(self, client: str, cost: int = 1, now: float | None = None, quota_client: str | None = None) -> Verdict:
         now = time.time() if now is None else now
-        planned = self.plan(client, cost, now)
+        planned = self.plan(client, cost, now, quota_client)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
                 pipe.incrby(planned.current_key, cost)
                 pipe.expire(planned.current_key, planned.expire)
                 pipe.get(planned.previous_key)
-                current, _, previous = pipe.execute()
+                if planned.quota_key:
+                    pipe.incrby(planned.quota_key, cost)
+                    pipe.expire(planned.quota_key, planned.quota_expire)
+                current, _, previous, *used = pipe.execute()
+            verdict = self.verdict(int(current), int(previous or 0), now, cost)
+            if planned.quota_key and (not verdict.allowed or used[0] > self.quota):
+                self.redis.decrby(planned.quota_key, cost)  # the quota counts accepted work only
+                if verdict.allowed:
+                    return self.over_quota(now)
         except RedisError:
             return Verdict(True, self.rate.limit, 0)  # fail open; the request meets the outage itself
-        return self.verdict(int(current), int(previous or 0), now, cost)
+        return verdict
 
-    def plan(self, client: str, cost: int, now: float) -> Charge:
-        """The charge of ``cost`` units for ``client`` at ``now``, for ``charge`` or for an enqueue's script."""
+    def plan(self, client: str, cost: int, now: float, quota_client: str | None = None) -> Charge:
+        """The charge of ``cost`` units for ``client`` at ``now`` (and for ``quota_client``'s daily quota), for
+        ``charge`` or for an enqueue's script."""
         period, window = self.rate.period, int(now // self.rate.period)
+        quota_key = f"{QUOTA_PREFIX}{quota_client}:{int(now // DAY)}" if self.quota and quota_client else None
         return Charge(f"{KEY_PREFIX}{client}:{window}", f"{KEY_PREFIX}{client}:{window - 1}", cost, 2 * period,
-                      self._in_view(now), self.rate.limit)
+                      self._in_view(now), self.rate.limit, quota_key, self.quota, DAY + 3600)
+
+    def over_quota(self, now: float) -> Verdict:
+        """The verdict on a charge past the daily quota: it fits again when the UTC day turns."""
+        return Verdict(False, 0, max(1, math.ceil(DAY - now % DAY)), over_quota=True)
 
     def verdict(self, current: int, previous: int, now: float, cost: int) -> Verdict:
         """The verdict on a charge that left the counters at ``current`` and ``previous`` (the script's test)."""
@@ -187,17 +205,26 @@ def too_many(message: str, retry_after: int) -> Response:
     return response
 
 
-def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientLimiter:
-    """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit."""
-    limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text))
+def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int = 0,
+             client_key: Callable[[], str] | None = None) -> ClientLimiter:
+    """Charge every POST to ``blueprints`` to its client; 429 with Retry-After past the limit or past the daily
+    ``quota`` of the request's ``client_key()`` (web.access, which stands on this module)."""
+    limiter = ClientLimiter(app.extensions["redis"], Rate.parse(rate_text), quota)
     app.extensions["limiter"] = limiter
 
     def refusal(verdict: Verdict) -> Response:
+        if verdict.over_quota:
+            return too_many(f"Daily quota reached: one client may submit {quota} jobs a day, counted like the rate "
+                            f"limit (submits, batch items, cancels, retries and form posts), so that no client can "
+                            f"fill the job store. It renews at 00:00 UTC, in {verdict.retry_after} s.",
+                            verdict.retry_after)
         return too_many(f"Too many submissions from your address: the limit is {rate_text}, counted over submits, "
                         f"batch items, cancels, retries and form posts together. Try again in "
                         f"{verdict.retry_after} s.", verdict.retry_after)
 
     def refused_in_script(exc: Refused) -> Response:
+        if exc.over_quota:
+            return refusal(limiter.over_quota(g.rate_charged_at))
         return refusal(limiter.verdict(exc.current, exc.previous, g.rate_charged_at, exc.charge.cost))
 
     app.register_error_handler(Limited, lambda exc: refusal(exc.verdict))
@@ -214,10 +241,11 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...]) -> ClientL
             message = (f"This request counts as {cost} submissions (one per batch item), more than the whole limit "
                        f"of {rate_text}: send fewer items at a time.")
             return too_many(message, limiter.rate.period)
+        charge = (address_group(request.remote_addr), cost, time.time(), client_key() if client_key else None)
         if getattr(view, "charges_itself", False):
-            g.rate_charge = (address_group(request.remote_addr), cost, time.time())
+            g.rate_charge = charge
             return None
-        verdict = limiter.charge(address_group(request.remote_addr), cost)
+        verdict = limiter.charge(*charge)
         return None if verdict.allowed else refusal(verdict)
 
     return limiter

@@ -73,5 +73,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.after_request(access.www_authenticate)
     # One limit per client over every POST of the API and of the pages (submit, batch items, cancel, retry,
     # the form, the login), charged before anything else looks at the request.
-    app.extensions["limiter"] = ratelimit.init_app(app, settings.ratelimit_submit, ("api", "views"))
+    app.extensions["limiter"] = ratelimit.init_app(app, settings.ratelimit_submit, ("api", "views"),
+                                                   settings.daily_quota, access.client_key)
     app.before_request(access.check_bearer)  # a wrong Authorization header is refused on every API route

@@ -55,7 +55,8 @@ def submit():
         errors["priority"] = priority_problem
     if errors:
         return _form_page(job_type, values, errors), 422
-    job = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, values["priority"]), state.settings())
+    job = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, values["priority"]), state.settings(),
+                           client=access.client())
     _remember(job["id"])
     return redirect(url_for("views.job_page", job_id=job["id"]), code=303)
 
@@ -148,7 +149,8 @@ def retry(job_id: str):
     if not access.may_submit(job_type):
         return _login_needed(job_type, back=url_for("views.job_page", job_id=job_id))
     priority = job.origin if job.origin in QUEUE_NAMES else lifecycle.DEFAULT_PRIORITY
-    new = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, priority), state.settings())
+    new = lifecycle.submit(state.redis(), lifecycle.Submission(job_type, params, priority), state.settings(),
+                           client=access.client())
     _remember(new["id"])
     return redirect(url_for("views.job_page", job_id=new["id"]), code=303)
 

@@ -1,6 +1,6 @@
 """Why a page could not be counted: each error says whether a retry may help and how the job page headlines it."""
 
-from engine import JobError, PermanentError, TransientError
+from engine import JobError, PermanentError, TimedOut, TransientError
 
 __all__ = [
     "DnsError", "FetchConnectionError", "FetchTimeout", "HttpClientError", "HttpServerError", "InvalidUrl",
@@ -56,7 +56,7 @@ class FetchConnectionError(TransientError):
     headline = "The site could not be reached."
 
 
-class FetchTimeout(TransientError):
+class FetchTimeout(TimedOut):
     """The server was too slow: connect, read or total deadline exceeded."""
 
     headline = "The site took too long to answer."
