@@ -24,7 +24,7 @@ def build_worker(
     settings: Settings, queue_names: tuple[str, ...] = QUEUE_NAMES, name: str | None = None, threads: int = 0
 ) -> StackWorker:
     """A worker on ``queue_names`` (in priority order) that runs only catalogued jobs and loses none."""
-    connection = connect(settings, socket_timeout=None)
+    connection = connect(settings, socket_timeout=10.0)  # no blocking pops: a longer call means Redis is gone
     wait_for_redis(connection, logger=log)  # a worker started during a Redis outage waits instead of crashing
     return StackWorker(list(queue_names), connection=connection, name=name, settings=settings,
                        threads=threads or settings.worker_threads)
@@ -42,7 +42,8 @@ def supervise(settings: Settings, args: argparse.Namespace, queue_names: tuple[s
         return cmd + (["--no-scheduler"] if args.no_scheduler or slot else [])  # exactly one scheduler
 
     base_name = args.name or uuid.uuid4().hex[:12]
-    return Supervisor(command, args.processes, connect(settings), base_name, burst=args.burst).run()
+    return Supervisor(command, args.processes, connect(settings), base_name, burst=args.burst,
+                      shutdown_grace=settings.shutdown_grace).run()
 
 
 def queue_name(value: str) -> str:

@@ -3,7 +3,8 @@
 ``python bench/profile.py`` starts its own redis-server and, in this one process:
 - counts round trips (socket writes: one per command, one per pipeline) per no-op job for RQ's SimpleWorker
   and for our StackWorker (engine/worker.py), and per ``POST /api/jobs`` request;
-- profiles our worker path (dequeue → perform → finish, run inline) and the POST path with pyinstrument.
+- profiles our worker's main thread (claim → hand over → finish; the job threads' share is not in it) and the
+  POST path with pyinstrument.
 Writes bench/results/profile.txt and prints the round-trip table.
 """
 
@@ -53,16 +54,6 @@ def counting() -> Iterator[Counter[str]]:
         yield WRITES
     finally:
         AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
-
-
-class InlineStack(StackWorker):
-    """Our StackWorker with each job run on the main thread, so a single-thread profiler sees all of it."""
-
-    def execute_job(self, job: Any, queue: Any) -> None:
-        execution = self.prepare_execution(job)
-        self._local.job_id, self._local.job = job.id, job
-        self.perform_job(job, queue, execution)
-        self._local.job_id = self._local.job = None
 
 
 def fill(conn: Redis, n: int) -> None:
@@ -129,12 +120,13 @@ def main() -> int:
         common = {"serializer": SERIALIZER, "job_class": CatalogJob}
         stock, _ = per_job(conn, lambda: SimpleWorker(queues(conn), connection=conn, **common), n)
         ours, worker_profile = per_job(
-            conn, lambda: InlineStack(QUEUE_NAMES, connection=conn, settings=settings, threads=1), n, profile=True
+            conn, lambda: StackWorker(QUEUE_NAMES, connection=conn, settings=settings, threads=1), n, profile=True
         )
         post, post_profile = post_path(settings, n)
     text = table({"RQ SimpleWorker": stock, "our StackWorker": ours, "POST /api/jobs": post})
     (out / "profile.txt").write_text(
-        f"{text}\n\n# Worker path, {n} no-op jobs (inline)\n{worker_profile}\n# POST /api/jobs x{n}\n{post_profile}"
+        f"{text}\n\n# Worker main thread, {n} no-op jobs (one job thread)\n{worker_profile}\n"
+        f"# POST /api/jobs x{n}\n{post_profile}"
     )
     print(text)
     print(f"\nProfiles: {out / 'profile.txt'}")

@@ -1,7 +1,8 @@
 """The error policy: what a failed attempt records for users, and whether it is retried.
 
-``record_error`` is an RQ exception handler. It stores a readable ``{"type", "message"}`` in ``job.meta``
-(never a traceback), fails permanent errors at once and stretches the next retry to a server's Retry-After.
+``record_error`` is an RQ exception handler. It puts a readable ``{"type", "message"}`` in ``job.meta`` (never a
+traceback; the worker writes the meta with the failure's records), fails permanent errors at once and stretches
+the next retry to a server's Retry-After.
 
 What one submission may cost the workers is bounded, so that retries cannot multiply a flood:
 - a timeout (the job's own, or a TimedOut error such as a page that never answers) is retried once, not on every
@@ -41,7 +42,7 @@ def is_expected(exc_value: BaseException | None) -> bool:
 
 
 def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object, budget: float | None = None) -> bool:
-    """Store a readable ``{"type", "message"}`` on the job; permanent errors are not retried, timeouts once, and
+    """Put a readable ``{"type", "message"}`` on the job; permanent errors are not retried, timeouts once, and
     no retry is made past the job's time ``budget`` (seconds of worker time over all attempts; None: none)."""
     failures = int(job.meta.get("failures", 0)) + 1
     timeouts = int(job.meta.get("timeouts", 0)) + is_timeout(exc_value)
@@ -63,7 +64,6 @@ def record_error(job: Job, exc_type: type, exc_value: BaseException, tb: object,
         message = f"{message} (gave up after {failures} attempts)"
     job.meta.update(failures=failures, timeouts=timeouts, worked=round(worked, 3),
                     error={"type": kind, "message": message})
-    job.save_meta()
     return True  # go on to the next handler, then RQ retries or fails the job
 
 

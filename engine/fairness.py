@@ -9,8 +9,8 @@ The slots are claimed where jobs are claimed, inside the claim script, so a floo
   waiting; otherwise the job's id joins the client's running set (its slot);
 - release: when the job finishes, fails, is stopped, re-queued, given back unstarted or reaped, its id leaves the
   set and the client's oldest parked job goes back to the *front* of its queue (it was next in line);
-- sweep: the reaper drops slots whose job no longer holds one (a path that ended a job without releasing it, such
-  as a plain ``rq worker``, or a crash between the outcome and its release) and refills the freed slots.
+- sweep: the reaper drops slots whose job no longer runs (a path that ended a job without releasing it, such as a
+  plain ``rq worker`` or RQ's own maintenance) and refills the freed slots.
 
 Why not RQ 3's ``RateLimit(key, concurrency=N)``: it takes its slot at enqueue time and refuses to enqueue on a
 pipeline, so the API's one-script submit (engine.enqueue_script) and batches could not use it without extra round
@@ -19,9 +19,10 @@ reaper's pass (every few seconds). The idea and the status (``rate_limited``) ar
 
 The Lua below is written as fragments (``LUA`` defines local functions) so every script that claims or ends a job
 takes or releases a slot in its own atomic call: a claim script prepends ``LUA``, calls ``fair_take(id, client,
-cap)`` with the job hash's ``client`` field and, when that says no, ``fair_park(id, client, backup_list)``; a script
-that ends, re-queues or gives back a job calls ``fair_release(id)``. From Python, ``release(pipeline, job_id)``
-puts the same into a transaction (the worker's success and failure transactions, engine.recovery's).
+cap)`` with the job hash's ``client`` field and, when that says no, ``fair_park(id, client)`` for the job it popped;
+a script that ends, re-queues or gives back a job calls ``fair_release(id)`` (the worker's finish script,
+engine.records, for every job it ends). From Python, ``release(pipeline, job_id)`` puts the same into a
+transaction (engine.recovery's re-queues and failures).
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ local function fair_take(id, client, cap)
   return true
 end
 
--- Park the job the claim just moved to the tail of ``from`` (its queue's backup list).
-local function fair_park(id, client, from)
-  redis.call('LMOVE', from, FAIR .. client .. ':parked', 'RIGHT', 'RIGHT')
+-- Park a job the claim just popped off its queue: it waits at the tail of its client's parked list.
+local function fair_park(id, client)
+  redis.call('RPUSH', FAIR .. client .. ':parked', id)
   redis.call('HSET', FAIR_JOB .. id, 'status', '{PARKED}')
   redis.call('SADD', FAIR_CLIENTS, client)
 end
@@ -96,17 +97,15 @@ end
 
 _RELEASE = LUA + "\nfor _, id in ipairs(ARGV) do fair_release(id) end\nreturn 0\n"
 
-# ARGV: cap. A slot is held rightly by a started job, or by a claimed one (queued, in its queue's backup list);
-# any other slot leaked. Free slots are refilled from the parked list; a client with neither is forgotten.
+# ARGV: cap. A slot is held rightly only by a started job: the claim takes it and starts the job in one call, and
+# every ending frees it in the call that records the end; any other slot leaked. Free slots are refilled from the
+# parked list; a client with neither is forgotten.
 _SWEEP = LUA + """
 local cap, freed, moved = tonumber(ARGV[1]), 0, 0
 for _, client in ipairs(redis.call('SMEMBERS', FAIR_CLIENTS)) do
   local running = FAIR .. client .. ':running'
   for _, id in ipairs(redis.call('SMEMBERS', running)) do
-    local job = redis.call('HMGET', FAIR_JOB .. id, 'status', 'origin')
-    local held = job[1] == 'started' or (job[1] == 'queued' and job[2]
-      and redis.call('LPOS', FAIR_QUEUE .. job[2] .. ':intermediate', id))
-    if not held then
+    if redis.call('HGET', FAIR_JOB .. id, 'status') ~= 'started' then
       redis.call('SREM', running, id)
       freed = freed + 1
     end

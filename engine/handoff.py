@@ -1,71 +1,140 @@
-"""A dequeue that never drops a job between the queue and the worker, whatever queues a worker listens on.
+"""Claiming jobs: one Lua script takes up to N jobs off the queues, by priority, and starts them.
 
-RQ pops with BLPOP when a worker listens on several queues, so a job popped by a worker that dies (or is
-SIGTERMed) before it starts is gone. Here every claim is an atomic LMOVE from ``<queue>`` to
-``<queue>:intermediate`` (a backup list), tried over the queues in priority order by one Lua script. Redis
-cannot block on several lists without popping, so an idle worker polls, backing off to ``POLL_MAX`` seconds.
-A claim is recorded in ``HOLD`` with SIGTERM/SIGINT blocked, so a shutdown handler always knows whether the
-worker holds a job that has not started; the recovery reaper returns claims whose worker died.
+Taking a job and writing RQ's start records happen in the same script call, so a job is never off its queue
+without being ``started`` in RQ's eyes: there is no hand-off window in which a worker holds a job nobody can
+see, and no window in which a second queue entry of the same job (two parents that finish at once can each
+enqueue their shared dependent) looks claimable. A worker that dies after the call leaves a started job with an
+execution of its own: the reaper (engine.recovery) recovers it like any job abandoned mid-run.
+
+The start records are RQ's own (what ``Worker.prepare_execution`` and ``prepare_job_execution`` write): the job
+hash's status, ``started_at``, ``last_heartbeat`` and ``worker_name``, its TTL removed; an Execution hash; the
+job's execution registry; the queue's StartedJobRegistry; the worker's execution index.
+
+A job whose client already runs its share (engine.fairness) is parked in the same call instead of started, so the
+scan goes on to other clients' jobs and a flood cannot fill the pool first.
 """
 
 from __future__ import annotations
 
 import hashlib
-import signal
-import threading
-import time
-from collections import deque
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from redis import Redis
 from redis.exceptions import NoScriptError
-from rq import Queue
-from rq.exceptions import DequeueTimeout
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
-from rq.utils import as_text
+from rq.queue import Queue
+from rq.utils import as_text, now, utcformat
 
 from engine import fairness
 
 _SHAS: dict[str, str] = {}
-POLL_MIN = 0.005  # first pause after an empty poll, seconds; doubles up to POLL_MAX
-POLL_MAX = 0.1  # an idle worker picks a new job up within this long; ~10 cheap script calls a second
 
-# KEYS: queue1, queue1:intermediate, queue2, queue2:intermediate, ... in priority order.
-# ARGV: how many jobs at most, the job key prefix, the per-client cap (0: none). Returns queue key, job id and job
-# hash per claimed job, so claiming and reading the jobs is one round trip (RQ's dequeue is two per job).
-# Every path that puts a job on a queue marks it queued, so a queue entry whose job is already running or has
-# ended, or a second entry of a job claimed in this call, is a duplicate: two parents that finish at once can each
-# enqueue their shared dependent (a batch's aggregate). Such an entry is dropped, so no job runs twice.
-# A job whose client already runs its share is parked instead (engine.fairness), so scanning on finds others' jobs.
+# KEYS: queue1, started-registry1, queue2, started-registry2, ... in priority order; then the worker's execution
+# index and the worker's hash (its state turns busy). ARGV: how many at most, now (epoch seconds), now (RQ's date
+# format), worker name, job monitoring interval, job key prefix, execution key prefix, execution registry key
+# prefix, the per-client cap (0: none), then one fresh execution id per job wanted. Returns queue key, job id,
+# execution id and the job hash (as it was before the claim) per job. An entry whose job is gone, already running or
+# ended, or claimed twice in this call, is dropped; one whose client holds ``cap`` slots is parked.
 CLAIM_SCRIPT = fairness.LUA + """
-local out, want, seen, cap, parks = {}, tonumber(ARGV[1]), {}, tonumber(ARGV[3]), 0
+local want, now, stamp, worker = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local interval, job_prefix, exec_prefix, execs_prefix = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[8]
+local cap = tonumber(ARGV[9])
+local index, worker_key = KEYS[#KEYS - 1], KEYS[#KEYS]
 local taken = {started = true, finished = true, failed = true, stopped = true, canceled = true}
-for i = 1, #KEYS, 2 do
-  while #out < want * 3 and parks < """ + str(fairness.PARK_BUDGET) + """ do
-    local id = redis.call('LMOVE', KEYS[i], KEYS[i + 1], 'LEFT', 'RIGHT')
+local out, seen, longest, parks = {}, {}, 0, 0
+for i = 1, #KEYS - 2, 2 do
+  while #out < want * 4 and parks < """ + str(fairness.PARK_BUDGET) + """ do
+    local id = redis.call('LPOP', KEYS[i])
     if not id then break end
-    local job = redis.call('HMGET', ARGV[2] .. id, 'status', 'client')
-    local status = job[1]
-    if seen[id] or (status and taken[status]) then
-      redis.call('RPOP', KEYS[i + 1])
-    elseif not fair_take(id, job[2], cap) then
-      fair_park(id, job[2], KEYS[i + 1])
+    local key = job_prefix .. id
+    local raw = redis.call('HGETALL', key)
+    local fields = {}
+    for j = 1, #raw, 2 do fields[raw[j]] = raw[j + 1] end
+    if #raw == 0 or seen[id] or taken[fields['status'] or ''] then
+      -- dropped: a duplicate entry, or a job that is gone
+    elseif not fair_take(id, fields['client'], cap) then
+      fair_park(id, fields['client'])
       parks = parks + 1
     else
       seen[id] = true
+      local execution = ARGV[9 + #out / 4 + 1]
+      local timeout = tonumber(fields['timeout'] or '')
+      local ttl = interval + 60
+      if timeout and timeout > 0 then ttl = math.floor(math.min(timeout, interval)) + 60 end
+      if ttl > longest then longest = ttl end
+      local composite = id .. ':' .. execution
+      redis.call('HSET', key, 'last_heartbeat', stamp, 'status', 'started', 'started_at', stamp, 'worker_name', worker)
+      redis.call('PERSIST', key)
+      redis.call('HSET', exec_prefix .. composite, 'id', execution, 'job_id', id, 'created_at', now,
+                 'last_heartbeat', now, 'worker_name', worker)
+      redis.call('EXPIRE', exec_prefix .. composite, ttl)
+      redis.call('ZADD', execs_prefix .. id, math.floor(now) + ttl + 60, execution)
+      redis.call('EXPIRE', execs_prefix .. id, ttl + 60)
+      redis.call('ZADD', KEYS[i + 1], math.floor(now) + ttl, composite)
+      redis.call('SADD', index, composite)
       out[#out + 1] = KEYS[i]
       out[#out + 1] = id
-      out[#out + 1] = redis.call('HGETALL', ARGV[2] .. id)
+      out[#out + 1] = execution
+      out[#out + 1] = raw
     end
   end
+end
+if longest > 0 then
+  redis.call('EXPIRE', index, longest + 60)
+  redis.call('HSET', worker_key, 'state', 'busy')
 end
 return out
 """
 
-# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line. Its slot is freed.
+
+@dataclass
+class Claim:
+    """A job claimed and started: its queue key, its hash as read by the claim, and its RQ Execution."""
+
+    queue_key: str
+    job_id: str
+    raw: dict[bytes, bytes]
+    execution: Execution
+
+
+def run_script(connection: Redis, script: str, keys: list[str], args: tuple | list = ()) -> object:
+    """EVALSHA (the body is not resent each call), loading the script when Redis does not know it yet."""
+    sha = _SHAS.get(script) or _SHAS.setdefault(script, hashlib.sha1(script.encode()).hexdigest())
+    try:
+        return connection.evalsha(sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return connection.eval(script, len(keys), *keys, *args)
+
+
+def claim(connection: Redis, queues: list[Queue], count: int, worker_name: str, worker_key: str,
+          executions_key: str, monitoring_interval: int, client_cap: int = 0) -> list[Claim]:
+    """Take and start up to ``count`` waiting jobs, by queue priority, in one script call; a client's jobs past
+    ``client_cap`` running at once (0: no cap) are parked (engine.fairness)."""
+    keys = [key for queue in queues for key in (queue.key, queue.started_job_registry.key)]
+    execution_ids = [uuid.uuid4().hex for _ in range(max(1, count))]
+    moment = now()
+    args = [len(execution_ids), moment.timestamp(), utcformat(moment), worker_name, monitoring_interval,
+            Job.redis_job_namespace_prefix, Execution("e", "j", connection).key.removesuffix("j:e"),
+            ExecutionRegistry.key_template.format(""), client_cap, *execution_ids]
+    flat = list(run_script(connection, CLAIM_SCRIPT, [*keys, executions_key, worker_key], args) or [])
+    claims = []
+    for i in range(0, len(flat), 4):
+        job_id, execution_id = as_text(flat[i + 1]), as_text(flat[i + 2])
+        execution = Execution(execution_id, job_id, connection, worker_name=worker_name)
+        execution.created_at = execution.last_heartbeat = moment
+        raw = flat[i + 3]
+        claims.append(Claim(as_text(flat[i]), job_id, dict(zip(raw[::2], raw[1::2], strict=True)), execution))
+    return claims
+
+
+def intermediate_key(queue_key: str) -> str:
+    """RQ's name for a queue's backup list (stock RQ workers on one queue leave claims there)."""
+    return f"{queue_key}:intermediate"
+
+
+# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line. A slot it holds is freed.
 GIVE_BACK_SCRIPT = fairness.LUA + """
 if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
   fair_release(ARGV[1])
@@ -75,159 +144,13 @@ end
 return 0
 """
 
-SHUTDOWN_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-# Set by the worker on SIGTERM or recycle: the claim loop returns at its next poll instead of claiming more.
-# A flag, not an exception raised from the signal handler, so a stop can never land between claim and record.
-STOP = threading.Event()
-
-
-@dataclass
-class Claim:
-    """A claimed job: its queue key, id and the job hash read in the same script call."""
-
-    queue_key: str
-    job_id: str
-    raw: dict[bytes, bytes]
-
-
-class Hold:
-    """Jobs this process claimed and has not started yet (one worker loop per process): the one being handed
-    over (``job_id``) and those claimed with it, next in line (``waiting``)."""
-
-    def __init__(self) -> None:
-        self.queue_key: str | None = None
-        self.job_id: str | None = None
-        self.waiting: deque[Claim] = deque()
-        self.batch = 1  # how many to claim at once: the worker sets it to its free job threads
-        self.client_cap = 0  # jobs of one client running at once across all workers (engine.fairness); 0: no cap
-
-    @property
-    def active(self) -> bool:
-        return self.job_id is not None
-
-    def set(self, queue_key: str, job_id: str) -> None:
-        self.queue_key, self.job_id = queue_key, job_id
-
-    def clear(self) -> None:
-        self.queue_key = self.job_id = None
-
-    def give_back_waiting(self, connection: Redis) -> int:
-        """Return the claims next in line to the front of their queues, first claimed first in line."""
-        returned = 0
-        while self.waiting:
-            claim_ = self.waiting.pop()  # the last claimed goes back first, so the first ends up in front
-            returned += give_back(connection, claim_.queue_key, claim_.job_id)
-        return returned
-
-
-HOLD = Hold()
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold SIGTERM/SIGINT back while a claim and its record happen together (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, SHUTDOWN_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def intermediate_key(queue_key: str) -> str:
-    """RQ's name for a queue's backup list."""
-    return f"{queue_key}:intermediate"
-
-
-def claim_many(connection: Redis, queue_keys: list[str], count: int) -> list[Claim]:
-    """Atomically move up to ``count`` waiting job ids, by queue priority, into their backup lists."""
-    keys = [key for queue_key in queue_keys for key in (queue_key, intermediate_key(queue_key))]
-    args = (max(1, count), Job.redis_job_namespace_prefix, HOLD.client_cap)
-    result = run_script(connection, CLAIM_SCRIPT, keys, args)
-    flat = list(result or [])
-    return [Claim(as_text(flat[i]), as_text(flat[i + 1]), dict(zip(flat[i + 2][::2], flat[i + 2][1::2], strict=True)))
-            for i in range(0, len(flat), 3)]
-
-
-def claim(connection: Redis, queue_keys: list[str]) -> tuple[str, str] | None:
-    """Claim the next job by priority and record it in ``HOLD``; its queue key and id, or None."""
-    with signals_deferred():
-        claims = claim_many(connection, queue_keys, 1)
-        if not claims:
-            return None
-        HOLD.set(claims[0].queue_key, claims[0].job_id)
-    return claims[0].queue_key, claims[0].job_id
-
-
-def run_script(connection: Redis, script: str, keys: list[str], args: tuple = ()) -> object:
-    """EVALSHA (the body is not resent each call), loading the script when Redis does not know it yet."""
-    sha = _SHAS.get(script) or _SHAS.setdefault(script, hashlib.sha1(script.encode()).hexdigest())
-    try:
-        return connection.evalsha(sha, len(keys), *keys, *args)
-    except NoScriptError:
-        return connection.eval(script, len(keys), *keys, *args)
-
 
 def give_back(connection: Redis, queue_key: str, job_id: str) -> bool:
-    """Return a claimed, unstarted job from the backup list to the front of its queue."""
+    """Return a job from a backup list to the front of its queue."""
     return bool(run_script(connection, GIVE_BACK_SCRIPT, [queue_key, intermediate_key(queue_key)], (job_id,)))
 
 
-class SafeQueue(Queue):
-    """A Queue whose ``dequeue_any`` keeps a backup copy of every claimed job until it starts."""
+def poll_pause(empty_polls: int, ceiling: float) -> float:
+    """Seconds to wait after ``empty_polls`` empty claims in a row: 5 ms doubling up to ``ceiling``."""
+    return min(0.005 * 2 ** min(empty_polls, 10), ceiling)
 
-    @classmethod
-    def dequeue_any(  # type: ignore[override]
-        cls,
-        queues: Iterable[Queue],
-        timeout: int | None,
-        connection: Redis,
-        job_class: type[Job] | None = None,
-        serializer=None,
-        death_penalty_class=None,
-    ) -> tuple[Job, Queue] | None:
-        """The next claimed job by priority; block up to ``timeout`` seconds (None: return at once).
-
-        Claims ``HOLD.batch`` jobs at a time (the worker's free job threads), so each starts at once.
-        """
-        queue_keys = [queue.key for queue in queues]
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = POLL_MIN
-        while not STOP.is_set():
-            with signals_deferred():
-                if not HOLD.waiting:
-                    HOLD.waiting.extend(claim_many(connection, queue_keys, HOLD.batch))
-                next_claim = HOLD.waiting.popleft() if HOLD.waiting else None
-                if next_claim is not None:
-                    HOLD.set(next_claim.queue_key, next_claim.job_id)
-            if next_claim is not None:
-                found = cls._job_from_claim(next_claim, connection, job_class, serializer, death_penalty_class)
-                if found is not None:
-                    return found
-                connection.lrem(intermediate_key(next_claim.queue_key), 1, next_claim.job_id)  # hash expired
-                HOLD.clear()
-                continue
-            if deadline is None:
-                return None
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DequeueTimeout(timeout, queue_keys)
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, POLL_MAX)
-        HOLD.give_back_waiting(connection)  # stopping: claims next in line go back unstarted
-        return None
-
-    @classmethod
-    def _job_from_claim(cls, found: Claim, connection: Redis, job_class: type[Job] | None, serializer: Any,
-                        death_penalty_class: Any) -> tuple[Job, Queue] | None:
-        """The job and queue of a claim, built from the hash the claim read (None if the job expired)."""
-        if not found.raw:
-            return None
-        job_cls = job_class or cls.job_class
-        queue = cls.from_queue_key(found.queue_key, connection=connection, job_class=job_cls, serializer=serializer,
-                                   death_penalty_class=death_penalty_class)
-        job = job_cls(found.job_id, connection=connection, serializer=serializer)
-        job.restore(found.raw)
-        return job, queue

@@ -4,12 +4,13 @@ Each worker process keeps ``stack:worker:alive:<name>`` alive (TTL ``lost_after`
 ``BEAT_EVERY`` s) from a thread, whatever executes its jobs. Every ``REAP_EVERY`` s one worker (under a Redis
 lock) looks at each queue's StartedJobRegistry: a job whose execution belongs to a worker that is no longer
 alive was abandoned (SIGKILL, crash, lost machine). It is re-queued at the front at once, spending one retry,
-or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``)
-without starting are given back to their queue. So jobs run at least once: they must be idempotent.
+or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``,
+where a stock RQ worker on one queue keeps them) without starting are given back to their queue. So jobs run at
+least once: they must be idempotent.
 
 The supervisor, which sees a process die, runs the same reaper at once (``reap_now``) instead of waiting for
 the beacon to lapse. RQ's own sweeps (StartedJobRegistry.cleanup, IntermediateQueue.cleanup) come much later
-(heartbeat TTL plus the maintenance interval) and find nothing left to do; the worker skips the intermediate one.
+(heartbeat TTL plus the maintenance interval) and find nothing left to do.
 """
 
 from __future__ import annotations
@@ -260,10 +261,13 @@ class Reaper:
                 self.connection.delete(REAPER_LOCK)
 
     def forget_dead_workers(self) -> None:
-        """Drop managed workers whose beacon stopped (their jobs were recovered above)."""
+        """Drop managed workers whose beacon stopped and whose RQ key expired too.
+
+        Not sooner: a beacon that lapses while a pass runs would otherwise be forgotten before its jobs were seen,
+        and ``is_alive`` would then trust the dead worker's RQ key (about a minute) as a plain RQ worker's."""
         for raw in self.connection.smembers(MANAGED_KEY):
             name = as_text(raw)
-            if not self.connection.exists(ALIVE_KEY.format(name)):
+            if not self.connection.exists(ALIVE_KEY.format(name), f"rq:worker:{name}"):
                 self.connection.srem(MANAGED_KEY, name)
 
 
@@ -335,7 +339,7 @@ class Beacon(threading.Thread):
     def stop(self) -> None:
         """Stop beating and say so, so the worker's jobs (none, after a clean stop) are judged at once."""
         self._stopping.set()
-        self.join(timeout=5)
+        self.join(timeout=1)  # a beat stuck on an unreachable Redis must not hold up the exit
         try:
             self.connection.delete(ALIVE_KEY.format(self.worker_name))
         except RedisError:

@@ -7,7 +7,7 @@ RQ's own steps (its locks, its metadata hash, ``enqueue_scheduled_jobs``) once a
 waits out any error. A lock whose holder has not sent a heartbeat for ``STALE_AFTER`` seconds is taken over,
 so a SIGKILLed scheduler (ours or a stock ``rq worker --with-scheduler``) hands over within seconds.
 
-A worker class gets it by inheriting ``KeepsScheduler`` before RQ's worker class.
+The worker (engine.worker) starts one with ``--with-scheduler`` and shuts it down when it stops.
 """
 
 from __future__ import annotations
@@ -38,39 +38,61 @@ return 0
 """
 
 
-class KeptScheduler(RQScheduler):
-    """RQ's scheduler run by ``start()`` in a daemon thread that outlives Redis outages, restarts and failovers."""
+class KeptScheduler:
+    """RQ's scheduler (held, not subclassed: only its public steps are used) run by ``start()`` in a daemon thread
+    that outlives Redis outages, restarts and failovers."""
 
     def __init__(self, queues: Any, connection: Redis, **kwargs: Any):
-        super().__init__(queues, connection=connection, interval=INTERVAL, **kwargs)
-        # Its own pool with bounded timeouts: a hung Redis must not hang the scheduler forever.
-        self._connection = side_connection(connection)
+        # Its own pool with bounded timeouts (RQ copies the client's settings): a hung Redis must not hang it.
+        self.rq = RQScheduler(queues, connection=side_connection(connection), interval=INTERVAL, **kwargs)
+        self.queue_names = {queue if isinstance(queue, str) else queue.name for queue in queues}
+        self.name = self.rq.name
+        self.interval = self.rq.interval
         self._stopping = threading.Event()
-        self._take_over = self._connection.register_script(_TAKE_OVER)
+        self._thread: threading.Thread | None = None
+        self._take_over = self.rq.connection.register_script(_TAKE_OVER)
         self._failing = False
 
-    def start(self) -> threading.Thread:  # type: ignore[override]
-        """Run in a thread (idempotent); RQ's worker calls this, and ``_process.is_alive()`` reads it back."""
-        if self._process is None or not self._process.is_alive():
-            self._status = self.Status.STARTED
-            self._process = threading.Thread(target=self._run, name="scheduler", daemon=True)
-            self._process.start()
-        return self._process
+    @property
+    def acquired_locks(self) -> set[str]:
+        """The queues whose scheduling this one holds."""
+        return set(self.rq.acquired_locks)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def start(self) -> threading.Thread:
+        """Run in a thread (idempotent)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+            self._thread.start()
+        return self._thread
+
+    def once(self) -> None:
+        """One pass (burst mode): move the due jobs, if no other scheduler holds the queues' locks."""
+        if self.rq.acquire_locks():
+            try:
+                self.rq.enqueue_scheduled_jobs()
+            finally:
+                self.rq.release_locks()
+
+    def shutdown(self, timeout: float = 2.0) -> None:
         """Stop the thread and release the locks, so another scheduler takes over at once."""
         self._stopping.set()
-        if self._process is not None:
-            self._process.join(timeout)
-        self._connection.connection_pool.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self._release()
+        self.rq.connection.connection_pool.disconnect()
 
     def _run(self) -> None:
-        log.info("Scheduler for %s started in thread %s", ", ".join(sorted(self._queue_names)), self.name)
+        log.info("Scheduler for %s started in thread %s", ", ".join(sorted(self.queue_names)), self.name)
         while not self._stopping.is_set():
             self._tick_safely()
             self._stopping.wait(self.interval)
+        self._release()
+
+    def _release(self) -> None:
         try:
-            self.stop()
+            if self.rq.acquired_locks:
+                self.rq.stop()  # releases our locks and removes our metadata
         except Exception as exc:  # noqa: BLE001 - Redis gone at shutdown: the locks expire by themselves
             log.warning("Scheduler %s: could not release its locks (%s)", self.name, type(exc).__name__)
 
@@ -82,9 +104,7 @@ class KeptScheduler(RQScheduler):
             if not self._failing:
                 log.warning("Scheduler %s: %s: %s; retrying every %s s", self.name, type(exc).__name__, exc,
                             self.interval)
-            self._failing = True
-            self._acquired_locks = set()  # re-checked, and the metadata re-written, once Redis answers
-            self._scheduled_job_registries = []
+            self._failing = True  # the locks are checked again, and the metadata re-written, once Redis answers
             return
         if self._failing:
             log.info("Scheduler %s: Redis is back; scheduling again", self.name)
@@ -92,24 +112,25 @@ class KeptScheduler(RQScheduler):
 
     def tick(self) -> None:
         """Hold (or take over) the queues' locks, keep the heartbeat, move every due job to its queue."""
-        if self._acquired_locks == self._queue_names:
-            self.heartbeat()  # refreshes our locks; drops any another scheduler took
+        if self.acquired_locks == self.queue_names and not self._failing:
+            self.rq.heartbeat()  # refreshes our locks; drops any another scheduler took
         else:
             self.take_over_stale_locks()
-            if self.acquire_locks():
-                self.register_birth()  # only a holder shows as a scheduler (rq info, stats)
-        if self._acquired_locks:
-            self.enqueue_scheduled_jobs()
+            if self.rq.acquire_locks():
+                self.rq.register_birth()  # only a holder shows as a scheduler (rq info, stats)
+        if self.rq.acquired_locks:
+            self.rq.enqueue_scheduled_jobs()
 
     def take_over_stale_locks(self) -> None:
         """Take the locks of our queues held by a scheduler whose heartbeat is older than STALE_AFTER."""
-        names = sorted(self._queue_names - self._acquired_locks)
-        holders = self.connection.mget([self.get_locking_key(name) for name in names])
+        connection = self.rq.connection
+        names = sorted(self.queue_names - self.acquired_locks)
+        holders = connection.mget([RQScheduler.get_locking_key(name) for name in names])
         others = {name: holder for name, holder in zip(names, holders, strict=True)
                   if holder is not None and holder.decode() != self.name}
         if not others:
             return
-        with self.connection.pipeline(transaction=False) as pipe:
+        with connection.pipeline(transaction=False) as pipe:
             for holder in others.values():
                 pipe.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "last_heartbeat")
             beats = pipe.execute()
@@ -118,25 +139,6 @@ class KeptScheduler(RQScheduler):
             # No metadata at all: its hash expired or never existed, so nobody is keeping that lock.
             if beat is None or beat.decode() < stale_before:
                 ttl = self.interval + 60
-                if self._take_over(keys=[self.get_locking_key(name)], args=[holder, self.name, ttl]):
+                if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, ttl]):
                     log.warning("Scheduler %s: took over the lock for %s from %s (no heartbeat for %.0f s)",
                                 self.name, name, holder.decode(), STALE_AFTER)
-
-
-class KeepsScheduler:
-    """Worker mixin: ``--with-scheduler`` runs a KeptScheduler in a thread of this worker process."""
-
-    def _start_scheduler(self, burst: bool = False, *args: Any, **kwargs: Any) -> None:
-        """RQ's one-off pass in burst mode; otherwise a scheduler thread that keeps going whatever Redis does."""
-        if burst:
-            super()._start_scheduler(burst, *args, **kwargs)  # type: ignore[misc]
-            return
-        self.scheduler = KeptScheduler(self.queues, self.connection, serializer=self.serializer)  # type: ignore[attr-defined]
-        self.scheduler.start()
-
-    def stop_scheduler(self) -> None:
-        """Stop the thread and release the locks (RQ's version signals a child process)."""
-        if isinstance(self.scheduler, KeptScheduler):  # type: ignore[attr-defined]
-            self.scheduler.shutdown()  # type: ignore[attr-defined]
-        else:
-            super().stop_scheduler()  # type: ignore[misc]

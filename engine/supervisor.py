@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import time
@@ -41,12 +42,14 @@ class Child:
     started: float = field(default_factory=time.monotonic)
 
 
-def die_with_parent() -> None:
-    """In a supervised child: be killed when the supervisor dies (Linux), so a SIGKILLed pool leaves no orphans."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` when the parent process dies, so a killed parent leaves no orphans behind.
+
+    A parent that died before the call is caught by the caller's own parent-pid check."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: orphans are then possible, as with any process manager
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the parent-pid check alone notices
         return
 
 
@@ -61,6 +64,7 @@ class Supervisor:
         base_name: str,
         burst: bool = False,
         env: dict[str, str] | None = None,
+        shutdown_grace: float = 20.0,
     ):
         self.command = command
         self.processes = processes
@@ -68,8 +72,11 @@ class Supervisor:
         self.base_name = base_name
         self.burst = burst
         self.env = env
+        self.shutdown_grace = shutdown_grace
         self.children: list[Child] = []
         self.stopping = False
+        self.stop_asked_at: float | None = None
+        self.parent_pid = os.getppid()
         self._generation = 0
         self._backoff: dict[int, float] = {}  # slot → seconds to wait before the next restart
         self._restart_at: dict[int, float] = {}
@@ -84,6 +91,8 @@ class Supervisor:
     def request_stop(self, signum: int, frame: Any) -> None:
         """First signal: warm stop (children finish their jobs); a second one is passed on for a cold stop."""
         self.stopping = True
+        if self.stop_asked_at is None:
+            self.stop_asked_at = time.monotonic()
         for child in self.children:
             if child.process.poll() is None:
                 child.process.send_signal(signal.SIGTERM)
@@ -92,9 +101,14 @@ class Supervisor:
         """Supervise until stopped (or, in burst mode, until every child is done); returns an exit code."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        die_with_parent(signal.SIGTERM)  # started by a test, honcho or a shell: a warm stop when it dies
         self.children = [self.start_child(slot) for slot in range(self.processes)]
         while self.children or (self._restart_at and not self.stopping):
             time.sleep(_POLL)
+            if not self.stopping and os.getppid() != self.parent_pid:
+                log.warning("supervisor: parent process %d is gone; stopping", self.parent_pid)
+                self.request_stop(signal.SIGTERM, None)
+            self._kill_after_grace()
             for child in list(self.children):
                 code = child.process.poll()
                 if code is None:
@@ -105,6 +119,16 @@ class Supervisor:
                     self._schedule_restart(child)
             self._restart_due()
         return 0
+
+    def _kill_after_grace(self) -> None:
+        """A child still running past the grace (+3 s to re-queue its jobs) is stuck, maybe on an unreachable
+        Redis: kill it, so a stop always ends within SHUTDOWN_GRACE + 5 s; the reaper recovers its jobs."""
+        if self.stop_asked_at is None or time.monotonic() - self.stop_asked_at < self.shutdown_grace + 3:
+            return
+        for child in self.children:
+            if child.process.poll() is None:
+                log.warning("supervisor: worker %s did not stop in time; killing it", child.name)
+                child.process.kill()
 
     def _schedule_restart(self, child: Child) -> None:
         """Restart at once, unless the slot is crash-looping: then wait 1, 2, 4 … 30 s."""
@@ -131,6 +155,8 @@ class Supervisor:
             log.info("supervisor: worker %s recycled itself", child.name)
         elif code != 0:
             log.warning("supervisor: worker %s exited with %s", child.name, code)
+        if self.stopping and code == 0:
+            return  # a warm stop: it re-queued what it could not finish itself
         try:
             counts = Reaper(self.connection).reap_now(child.name)
             dead = SimpleWorker.find_by_key(f"{SimpleWorker.redis_worker_namespace_prefix}{child.name}",

@@ -12,8 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from rq.timeouts import BaseDeathPenalty
-
 
 def raise_in_thread(thread_id: int, exc_type: type[BaseException]) -> bool:
     """Raise ``exc_type`` asynchronously in the thread ``thread_id``; True if it was delivered."""
@@ -83,14 +81,3 @@ class Watchdog:
 
 
 WATCHDOG = Watchdog()
-
-
-class WatchdogDeathPenalty(BaseDeathPenalty):
-    """RQ's job-timeout hook for threads, on the shared Watchdog (no thread started per job)."""
-
-    def setup_death_penalty(self) -> None:
-        self._alarm = WATCHDOG.arm(self._timeout, self._exception) if self._timeout > 0 else None
-
-    def cancel_death_penalty(self) -> None:
-        if self._alarm is not None:
-            WATCHDOG.cancel(self._alarm)

@@ -13,7 +13,9 @@ from rq import Worker
 from rq.job import Job
 
 from engine import fairness
-from engine.handoff import HOLD, claim_many, give_back, intermediate_key
+from engine.handoff import claim
+from engine.queues import make_queues
+from engine.records import Batch
 from engine.settings import Settings
 from engine.status import WAITING_FOR_SHARE
 from tests.conftest import wait_for_job
@@ -25,20 +27,18 @@ QUEUE = "rq:queue:default"
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def cap():
-    """The claim's cap for this process, put back afterwards."""
-    before = HOLD.client_cap
-    HOLD.client_cap = 2
-    yield 2
-    HOLD.client_cap = before
-
-
 def put(redis, job_id: str, client: str | None, status: str = "queued") -> None:
     """A queued job of ``client`` (None: an enqueue from inside the deployment) at the tail of the queue."""
     fields = {"status": status, "origin": "default", **({"client": client} if client else {})}
     redis.hset(Job.key_for(job_id), mapping=fields)
     redis.rpush(QUEUE, job_id)
+
+
+def take(redis, cap: int = 2) -> list[str]:
+    """Claim (and start) what one claim call hands a worker with ten free threads under ``cap``."""
+    queue = make_queues(redis)["default"]
+    return [c.job_id for c in claim(redis, [queue], 10, "w1", worker_key="rq:worker:w1",
+                                    executions_key="rq:worker:w1:executions", monitoring_interval=3, client_cap=cap)]
 
 
 def status(redis, job_id: str) -> str:
@@ -49,52 +49,60 @@ def ids(redis, key: str) -> list[str]:
     return [i.decode() for i in redis.lrange(key, 0, -1)]
 
 
-def test_a_client_past_its_cap_is_parked_and_others_are_claimed(redis, cap):
+def test_a_client_past_its_cap_is_parked_and_others_are_claimed(redis):
     for n in range(4):
         put(redis, f"a{n}", "A")
     put(redis, "c0", "C")
     put(redis, "cli", None)
-    claimed = [c.job_id for c in claim_many(redis, [QUEUE], 10)]
+    claimed = take(redis)
     assert claimed == ["a0", "a1", "c0", "cli"]
     assert ids(redis, fairness.parked_key("A")) == ["a2", "a3"]
     assert status(redis, "a2") == fairness.PARKED  # RQ's readers and our API see it held back
-    assert redis.llen(QUEUE) == 0 and ids(redis, intermediate_key(QUEUE)) == claimed
+    assert redis.llen(QUEUE) == 0 and [status(redis, i) for i in claimed] == ["started"] * 4
+    assert redis.smembers(fairness.running_key("A")) == {b"a0", b"a1"}
 
 
-def test_a_release_lets_the_oldest_parked_job_in_at_the_front(redis, cap):
+def test_a_release_lets_the_oldest_parked_job_in_at_the_front(redis):
     for n in range(4):
         put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
+    take(redis)
     put(redis, "b0", "B")
     fairness.release(redis, "a0")
     assert ids(redis, QUEUE) == ["a2", "b0"] and status(redis, "a2") == "queued"
     fairness.release(redis, "a0")  # a second release of the same job frees nothing more
     assert ids(redis, QUEUE) == ["a2", "b0"]
-    assert [c.job_id for c in claim_many(redis, [QUEUE], 10)] == ["a2", "b0"]
+    assert take(redis) == ["a2", "b0"]
 
 
-def test_a_claim_given_back_unstarted_frees_its_slot(redis, cap):
-    for n in range(3):
-        put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
-    assert give_back(redis, QUEUE, "a1")
-    assert ids(redis, QUEUE) == ["a1", "a2"]  # the returned job first, then the next parked one
-    assert redis.smembers(fairness.running_key("A")) == {b"a0"}
-
-
-def test_a_parked_job_canceled_meanwhile_is_skipped(redis, cap):
+@pytest.mark.parametrize("kept", [True, False], ids=["kept", "result_ttl_0"])
+def test_the_finish_script_frees_the_slots_of_the_jobs_it_ends(redis, kept):
     for n in range(4):
         put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
+    take(redis)
+    batch = Batch(redis)
+    batch.ended.append("a0")
+    if kept:
+        batch.pipe.hset(Job.key_for("a0"), "status", "finished")
+    else:  # a job kept 0 s: its records delete its hash, yet its slot is freed (freed first, in the same call)
+        batch.pipe.delete(Job.key_for("a0"))
+    batch.send()
+    assert ids(redis, QUEUE) == ["a2"] and status(redis, "a2") == "queued"
+    assert redis.smembers(fairness.running_key("A")) == {b"a1"}
+
+
+def test_a_parked_job_canceled_meanwhile_is_skipped(redis):
+    for n in range(4):
+        put(redis, f"a{n}", "A")
+    take(redis)
     redis.hset(Job.key_for("a2"), "status", "canceled")
     fairness.release(redis, "a0")
     assert ids(redis, QUEUE) == ["a3"]
 
 
-def test_the_sweep_frees_slots_nothing_released_and_refills_them(redis, cap):
+def test_the_sweep_frees_slots_nothing_released_and_refills_them(redis):
     for n in range(5):
         put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
+    take(redis)
     redis.hset(Job.key_for("a0"), "status", "finished")  # ended by a path that did not release (a plain rq worker)
     redis.delete(Job.key_for("a1"))  # or expired
     assert fairness.sweep(redis, 2) == (2, 2)
@@ -105,26 +113,23 @@ def test_the_sweep_frees_slots_nothing_released_and_refills_them(redis, cap):
     assert ids(redis, QUEUE) == ["a4", "a2", "a3"]
 
 
-def test_the_sweep_keeps_started_and_claimed_jobs_and_forgets_idle_clients(redis, cap):
+def test_the_sweep_keeps_started_jobs_and_forgets_idle_clients(redis):
     for n in range(3):
         put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
-    redis.hset(Job.key_for("a0"), "status", "started")
-    redis.lrem(intermediate_key(QUEUE), 1, "a0")
-    assert fairness.sweep(redis, 2) == (0, 0)  # a0 runs, a1 is claimed: both hold their slots
+    take(redis)
+    assert fairness.sweep(redis, 2) == (0, 0)  # a0 and a1 run: both hold their slots
     fairness.release(redis, "a0", "a1")
     redis.hset(Job.key_for("a2"), "status", "finished")
     fairness.sweep(redis, 2)
     assert not redis.exists(fairness.CLIENTS_KEY)
 
 
-def test_without_a_cap_nothing_is_parked_and_the_sweep_lets_parked_jobs_go(redis, cap):
+def test_without_a_cap_nothing_is_parked_and_the_sweep_lets_parked_jobs_go(redis):
     for n in range(3):
         put(redis, f"a{n}", "A")
-    claim_many(redis, [QUEUE], 10)
+    take(redis)
     assert fairness.sweep(redis, 0) == (0, 1)
-    HOLD.client_cap = 0
-    assert [c.job_id for c in claim_many(redis, [QUEUE], 10)] == ["a2"]
+    assert take(redis, cap=0) == ["a2"]
 
 
 # --- real worker processes ----------------------------------------------------------------------------------------
@@ -208,10 +213,10 @@ def test_a_killed_workers_slots_come_back_and_its_clients_jobs_all_run(visitors,
     assert not redis.exists(fairness.running_key(client_of(THIRD)))
 
 
-def test_a_parked_job_reads_as_waiting_and_can_be_canceled(visitors, redis, cap):
+def test_a_parked_job_reads_as_waiting_and_can_be_canceled(visitors, redis):
     job = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}}
     ids = [visitors.post("/api/jobs", json=job, environ_base=THIRD).get_json()["id"] for _ in range(3)]
-    claim_many(redis, [QUEUE], 10)
+    take(redis)
     parked = visitors.get(f"/api/jobs/{ids[2]}").get_json()
     assert (parked["status"], parked["waiting"]) == ("queued", WAITING_FOR_SHARE)
     assert visitors.get(f"/api/jobs/{ids[0]}").get_json()["waiting"] is None

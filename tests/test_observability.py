@@ -347,7 +347,7 @@ def test_abandoned_job_through_rq_registry_cleanup(redis, settings, caplog, requ
     assert job.id in registry.get_job_ids(cleanup=False)
     with caplog.at_level(logging.INFO, logger="engine.events"):
         # Cleanup as a later worker's maintenance runs it, once the entry's heartbeat has lapsed.
-        registry.cleanup(timestamp=time.time() + 3600, exception_handlers=doomed._exc_handlers)
+        registry.cleanup(timestamp=time.time() + 3600, exception_handlers=doomed.handlers)
     lines = [(r.event, r.job_id, r.error_class) for r in caplog.records if r.name == "engine.events"]
     assert lines == [("abandoned", job.id, "AbandonedJobError"), ("retried", job.id, "AbandonedJobError")]
     assert job_status(fetch_job(redis, job.id)) in {"scheduled", "queued"}

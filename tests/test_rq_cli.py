@@ -18,7 +18,6 @@ pytestmark = pytest.mark.integration
 
 # The README shows this exact command; keep them the same.
 COMMAND = ("rq worker -c engine.rq_config -w engine.worker.StackWorker -j engine.queues.CatalogJob"
-           " --queue-class engine.handoff.SafeQueue"
            " -S rq.serializers.JSONSerializer --with-scheduler high default low")
 
 

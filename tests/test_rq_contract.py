@@ -1,117 +1,202 @@
-"""Pins every RQ method StackWorker overrides and every RQ private it touches, so an RQ upgrade that moves one
-fails here, loudly, instead of silently bypassing a guarantee (claims, grace, recovery, one event path)."""
+"""The worker writes RQ's own records, proven through RQ's public readers (Job.fetch, results, registries,
+Worker.all, rq info, rq-dashboard's JSON), and touches RQ through few, named seams."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
+from redis import Redis
+from rq import Queue, Retry, Worker
+from rq.command import send_stop_job_command
 from rq.job import Job
-from rq.queue import Queue
-from rq.timeouts import BaseDeathPenalty
-from rq.worker import SimpleWorker
-from rq.worker.base import BaseWorker
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.results import Result
 
-from engine.handoff import SafeQueue
+import engine
+import web
+from engine.queues import SERIALIZER, CatalogJob, make_queues
 from engine.worker import StackWorker
+from tests.conftest import TEST_PASSWORD
+from tests.test_dashboard import basic
+from web.dashboard import JsonWorkers
 
-# RQ method → the parameters (after self) it must still take for our override to be called the same way.
-OVERRIDDEN = {
-    "bootstrap": ["logging_level", "date_format", "log_format"],
-    "request_stop": ["signum", "frame"],
-    "teardown": [],
-    "execute_job": ["job", "queue"],
-    "prepare_execution": ["job"],
-    "prepare_job_execution": ["job", "remove_from_intermediate_queue"],
-    "handle_execution_ended": ["job", "queue", "heartbeat_ttl"],
-    "handle_job_success": ["job", "queue", "started_job_registry", "execution"],
-    "handle_job_failure": ["job", "queue", "started_job_registry", "exc_string", "execution"],
-    "increment_successful_job_count": ["pipeline"],
-    "increment_failed_job_count": ["pipeline"],
-    "handle_exception": ["job", "exc_info"],
-    "handle_payload": ["message"],
-    "request_stop_execution": ["execution_id"],
-    "heartbeat": ["timeout", "pipeline"],
-    "set_state": ["state", "pipeline"],
-    "clean_registries": [],
-    "check_for_suspension": ["burst"],
+DIAG = {"DIAGNOSTIC_JOBS": "1"}
+TERMINAL = {"finished", "failed", "stopped", "canceled"}
+
+# Every RQ method our RQ subclasses override, and why. Nothing else of RQ's is overridden.
+SEAMS = {
+    (StackWorker, "__init__"): "takes our settings and insists on JSON and the catalogue, whatever RQ's CLI passes",
+    (StackWorker, "work"): "the worker's own loop: claim in one script, run in threads, finish in groups",
+    (CatalogJob, "func"): "the allow-list: a job runs only a catalogued function, never an imported dotted path",
+    (CatalogJob, "success_callback"): "callbacks are resolved by import path: a forged one must never run",
+    (CatalogJob, "failure_callback"): "RQ's registry cleanup runs it for abandoned jobs: a forged one must not run",
+    (CatalogJob, "stopped_callback"): "same as the other callbacks",
+    (JsonWorkers, "all"): "rq-dashboard reads workers without a serializer; ours are JSON",
 }
+# RQ's private names we use, and why (grep for them: each is used once).
+PRIVATES = {"Queue._enqueue_job": "re-queue a started job at the front without RQ's dependency checks"}
 
 
-@pytest.mark.parametrize(("name", "params"), sorted(OVERRIDDEN.items()))
-def test_overridden_methods_still_exist_in_rq_with_the_same_parameters(name, params):
-    rq_method = getattr(SimpleWorker, name)
-    assert list(inspect.signature(rq_method).parameters)[1:] == params, f"RQ changed {name}"
-    assert name in vars(StackWorker), f"{name} is listed here but no longer overridden: drop it from the list"
+def our_rq_subclasses() -> set[type]:
+    """Every class defined in the engine or the web app that inherits from one of RQ's."""
+    found = set()
+    for package in (engine, web):
+        for info in pkgutil.walk_packages(package.__path__, prefix=f"{package.__name__}."):
+            if "gunicorn" in info.name:  # gunicorn's settings monkey-patch the process on import; no RQ classes
+                continue
+            module = importlib.import_module(info.name)
+            for value in vars(module).values():
+                if (inspect.isclass(value) and value.__module__ == module.__name__
+                        and any(base.__module__.startswith("rq.") for base in value.__mro__[1:])):
+                    found.add(value)
+    return found
 
 
-def test_no_other_rq_method_is_overridden():
-    ours = {name for name, value in vars(StackWorker).items()
-            if inspect.isfunction(value) or isinstance(value, property)}
-    rq_names = {name for klass in SimpleWorker.__mro__ for name in vars(klass)}
-    touched = (ours & rq_names) - {"__init__", "dequeue_timeout", "_stopped_job_id"}
-    assert touched == set(OVERRIDDEN), touched ^ set(OVERRIDDEN)
+def rq_overrides() -> set[tuple[type, str]]:
+    found = set()
+    for klass in our_rq_subclasses():
+        rq_bases = [base for base in klass.__mro__[1:] if base.__module__.startswith("rq.")]
+        for name, value in vars(klass).items():
+            if (inspect.isfunction(value) or isinstance(value, property | classmethod)) and any(
+                    name in vars(base) for base in rq_bases):
+                found.add((klass, name))
+    return found
 
 
-def test_init_still_takes_what_we_and_rqs_cli_pass():
-    params = inspect.signature(BaseWorker.__init__).parameters
-    for name in ("queues", "name", "connection", "exception_handlers", "job_monitoring_interval", "serializer",
-                 "job_class", "queue_class", "worker_ttl", "default_result_ttl", "maintenance_interval"):
-        assert name in params, name
+def test_every_override_of_rq_is_listed_with_its_reason():
+    assert rq_overrides() == set(SEAMS)
+    assert len(SEAMS) <= 10 and len(PRIVATES) <= 2
 
 
-def test_rq_calls_the_hooks_we_rely_on_from_inside_its_transactions():
-    success = inspect.getsource(BaseWorker.handle_job_success)
-    assert "self.increment_successful_job_count(pipeline=pipeline)" in success
-    assert success.index("increment_successful_job_count") < success.index("pipeline.execute()")
-    failure = inspect.getsource(BaseWorker.handle_job_failure)
-    assert "self.increment_failed_job_count(pipeline)" in failure
-    assert failure.index("increment_failed_job_count") < failure.index("pipeline.execute()")
-    perform = inspect.getsource(BaseWorker.perform_job)
-    assert "self.prepare_job_execution(" in perform and "self._finalize_failure(" in perform
-    finalize = inspect.getsource(BaseWorker._finalize_failure)
-    assert finalize.index("self.handle_exception(") < finalize.index("self.handle_job_failure(")
-    dequeue = inspect.getsource(BaseWorker.dequeue_job_and_maintain_ttl)
-    assert "self.queue_class.dequeue_any(" in dequeue and "self.heartbeat()" in dequeue
-    assert "self.execute_job(job, queue)" in inspect.getsource(BaseWorker.work)
+def test_the_privates_we_use_are_the_only_ones():
+    root = Path(__file__).resolve().parent.parent
+    uses = {name: 0 for name in PRIVATES}
+    for path in [*root.glob("engine/*.py"), *root.glob("web/*.py"), root / "worker.py", root / "cli.py"]:
+        text = path.read_text()
+        for name in PRIVATES:
+            uses[name] += text.count("." + name.split(".")[1] + "(")
+    assert uses == {name: 1 for name in PRIVATES}
 
 
-def test_rq_privates_we_touch_still_exist():
-    worker_init = inspect.getsource(BaseWorker.__init__)
-    for private in ("self._stopped_job_id", "self._exc_handlers", "self._shutdown_requested_date",
-                    "self._stop_requested", "self.last_cleaned_at", "self.executions"):
-        assert private in worker_init, private
-    assert "self._stopped_job_id == job.id" in inspect.getsource(BaseWorker.handle_job_failure)
-    assert "call_exception_handlers(self._exc_handlers" in inspect.getsource(BaseWorker.handle_exception)
-    assert "self._shutdown_requested_date = now()" in inspect.getsource(BaseWorker.request_stop)
-    # Our clean_registries is RQ's minus the intermediate-list sweep: RQ's must still do exactly these steps.
-    cleaning = inspect.getsource(BaseWorker.clean_registries)
-    for step in ("acquire_maintenance_lock()", "clean_registries(queue, self._exc_handlers)",
-                 "clean_worker_registry(queue)", "intermediate_queue.cleanup(self, queue)",
-                 "release_maintenance_lock()", "self.last_cleaned_at = now()"):
-        assert step in cleaning, step
+# --- behaviour, through RQ's readers -------------------------------------------------------------------------
+def enqueue(redis: Redis, name: str, **options) -> Job:
+    return make_queues(redis)["default"].enqueue_call(func=f"tests.diagnostics.{name}", **options)
 
 
-def test_queue_and_timeout_apis_we_build_on():
-    assert list(inspect.signature(Queue.dequeue_any).parameters) == list(
-        inspect.signature(SafeQueue.dequeue_any).parameters)
-    # SafeQueue builds the job from the hash its claim script read, as Job.fetch does after its HGETALL.
-    assert "self.restore(data)" in inspect.getsource(Job.refresh)
-    assert list(inspect.signature(Job.__init__).parameters)[:4] == ["self", "id", "connection", "serializer"]
-    assert Job.redis_job_namespace_prefix == "rq:job:"
-    assert list(inspect.signature(Queue.from_queue_key).parameters)[:2] == ["queue_key", "connection"]
-    assert list(inspect.signature(Queue._enqueue_job).parameters)[:3] == ["self", "job", "pipeline"]
-    assert "at_front" in inspect.signature(Queue._enqueue_job).parameters  # recovery.requeue_now
-    penalty = inspect.getsource(BaseDeathPenalty.__init__)
-    assert "self._timeout" in penalty and "self._exception" in penalty
-    assert {"setup_death_penalty", "cancel_death_penalty"} <= set(vars(BaseDeathPenalty))
+def wait(redis: Redis, job: Job, statuses: set[str], deadline: float = 30.0) -> Job:
+    end = time.monotonic() + deadline
+    while True:
+        fresh = Job.fetch(job.id, connection=redis, serializer=SERIALIZER)
+        if fresh.get_status() in statuses or time.monotonic() > end:
+            return fresh
+        time.sleep(0.05)
 
 
-def test_the_per_job_lines_we_quieten_are_still_rqs():
-    from engine.worker import RQ_PER_JOB_LINES
+@pytest.fixture
+def one_worker(start_worker):
+    return start_worker("--processes", "0", "--threads", "4", "--name", "records", extra_env=DIAG)
 
-    source = "".join(inspect.getsource(f) for f in (BaseWorker.dequeue_job_and_maintain_ttl,
-                                                    BaseWorker._finalize_success, BaseWorker.handle_job_success))
-    for template in RQ_PER_JOB_LINES:
-        assert f"'{template}'" in source, template
-    assert "self.log = logger" in inspect.getsource(BaseWorker.__init__)
+
+@pytest.mark.integration
+def test_a_finished_job_has_rqs_records(redis, one_worker):
+    job = enqueue(redis, "sleep", kwargs={"seconds": 0.2}, result_ttl=600)
+    done = wait(redis, job, TERMINAL)
+    assert done.get_status() == "finished", one_worker.log()
+    assert done.worker_name == "records" and done.started_at < done.ended_at <= done.last_heartbeat
+    result = done.latest_result()
+    assert result.type == Result.Type.SUCCESSFUL and result.return_value == 0.2 and result.worker_name == "records"
+    assert result.execution_id and result.execution_started_at <= result.execution_ended_at
+    assert done.return_value() == 0.2
+    assert job.id in FinishedJobRegistry("default", connection=redis).get_job_ids()
+    assert job.id not in StartedJobRegistry("default", connection=redis).get_job_ids()
+    expires = FinishedJobRegistry("default", connection=redis).get_expiration_time(done)
+    assert 590 <= (expires - done.ended_at).total_seconds() <= 601  # kept for its result_ttl
+    worker = Worker.find_by_key("rq:worker:records", connection=redis, serializer=SERIALIZER)
+    assert worker.successful_job_count == 1 and worker.failed_job_count == 0 and worker.total_working_time > 0.2
+    assert worker.get_current_executions(refresh=True) == []
+
+
+@pytest.mark.integration
+def test_a_running_job_is_seen_by_rq_info_workers_and_the_started_registry(env, redis, one_worker):
+    job = enqueue(redis, "sleep", kwargs={"seconds": 3})
+    running = wait(redis, job, {"started"})
+    assert running.get_status() == "started" and running.worker_name == "records"
+    assert job.id in StartedJobRegistry("default", connection=redis).get_job_ids()
+    [worker] = [w for w in Worker.all(connection=redis, serializer=SERIALIZER) if w.name == "records"]
+    assert [e.job_id for e in worker.get_current_executions()] == [job.id]
+    assert worker.get_state() == "busy"
+    rq = str(Path(sys.executable).parent / "rq")
+    info = subprocess.run([rq, "info", "--url", env["REDIS_URL"], "-W"], capture_output=True, text=True, timeout=30)
+    assert "records" in info.stdout and "busy" in info.stdout, info.stdout + info.stderr
+    assert wait(redis, job, TERMINAL).get_status() == "finished"
+
+
+@pytest.mark.integration
+def test_a_failed_job_has_rqs_records(redis, one_worker):
+    forged = Queue("default", connection=redis, serializer=SERIALIZER).enqueue_call(func="os.getpid")
+    done = wait(redis, forged, TERMINAL)
+    assert done.get_status() == "failed", one_worker.log()
+    assert forged.id in FailedJobRegistry("default", connection=redis).get_job_ids()
+    result = done.latest_result()
+    assert result.type == Result.Type.FAILED and "ForbiddenJob" in result.exc_string
+    assert done.meta["error"]["type"] == "ForbiddenJob"
+    worker = Worker.find_by_key("rq:worker:records", connection=redis, serializer=SERIALIZER)
+    assert worker.failed_job_count == 1
+
+
+@pytest.mark.integration
+def test_a_retry_with_an_interval_is_scheduled_then_runs_again(redis, start_worker, page_server):
+    start_worker("--processes", "0", "--name", "records")  # with the scheduler
+    page_server.add("/flaky-records", status=503, body=b"busy")
+    job = make_queues(redis)["default"].enqueue_call(
+        func="jobs.wordcount.count_words_at_url", kwargs={"url": page_server.url("/flaky-records")},
+        retry=Retry(max=1, interval=[2]))
+    scheduled = wait(redis, job, {"scheduled"})
+    assert scheduled.get_status() == "scheduled", scheduled.get_status()
+    assert job.id in ScheduledJobRegistry("default", connection=redis).get_job_ids()
+    assert scheduled.meta["error"]["type"] == "HttpServerError"  # why it waits
+    done = wait(redis, job, {"failed"})
+    assert done.get_status() == "failed" and page_server.hits("/flaky-records") == 2
+    assert "gave up after 2 attempts" in done.meta["error"]["message"]
+
+
+@pytest.mark.integration
+def test_stop_job_and_timeout_end_through_the_same_records(redis, one_worker):
+    stopped = enqueue(redis, "spin", kwargs={"seconds": 60}, timeout=60)
+    timed_out = enqueue(redis, "spin", kwargs={"seconds": 60}, timeout=1)
+    wait(redis, stopped, {"started"})
+    send_stop_job_command(redis, stopped.id, serializer=SERIALIZER)
+    assert wait(redis, stopped, TERMINAL).get_status() == "stopped"
+    failed = wait(redis, timed_out, TERMINAL)
+    assert failed.get_status() == "failed" and "JobTimeoutException" in failed.latest_result().exc_string
+    registry = FailedJobRegistry("default", connection=redis).get_job_ids()
+    assert stopped.id in registry and timed_out.id in registry  # RQ keeps stopped jobs with the failed ones
+
+
+@pytest.mark.integration
+def test_a_dependent_runs_when_its_parent_finishes(redis, one_worker):
+    parent = enqueue(redis, "sleep", kwargs={"seconds": 0.3})
+    child = enqueue(redis, "noop", depends_on=parent)
+    assert wait(redis, child, TERMINAL).get_status() == "finished", one_worker.log()
+    assert Job.fetch(child.id, connection=redis, serializer=SERIALIZER).started_at >= wait(
+        redis, parent, TERMINAL).ended_at
+
+
+@pytest.mark.integration
+def test_rq_dashboard_json_shows_the_records(client, redis, one_worker):
+    job = enqueue(redis, "noop")
+    assert wait(redis, job, TERMINAL).get_status() == "finished"
+    auth = basic("admin", TEST_PASSWORD)
+    finished = client.get("/rq/0/data/jobs/default/finished/8/asc/1.json", headers=auth).get_json()
+    assert job.id in [j["id"] for j in finished["jobs"]]
+    shown = client.get(f"/rq/0/data/job/{job.id}.json", headers=auth).get_json()
+    assert shown["status"] == "finished" and shown["ended_at"]
+    workers = client.get("/rq/0/data/workers.json", headers=auth).get_json()["workers"]
+    assert any(w["name"] == "records" and w["successful_job_count"] == 1 for w in workers), workers
