@@ -71,7 +71,7 @@ def attempt(job: Job) -> int:
 # --- where metric writes go ---------------------------------------------------------------------------------
 @contextmanager
 def deferred() -> Iterator[None]:
-    """In a job thread: hold metric writes until ``flush`` puts them in RQ's next transaction."""
+    """While ended jobs are recorded: hold metric writes until ``flush`` puts them in the batch that records them."""
     _deferred.writes = []
     try:
         yield

@@ -7,7 +7,7 @@ The slots are claimed where jobs are claimed, inside the claim script, so a floo
 - claim: a job whose client already holds ``cap`` slots is *parked* instead of handed out: moved to the client's
   parked list (first in, first out) with RQ's own status ``rate_limited``, so RQ's readers and our API show it
   waiting; otherwise the job's id joins the client's running set (its slot);
-- release: when the job finishes, fails, is stopped, re-queued, given back unstarted or reaped, its id leaves the
+- release: when the job finishes, fails, is stopped, re-queued or reaped, its id leaves the
   set and the client's oldest parked job goes back to the *front* of its queue (it was next in line);
 - sweep: the reaper drops slots whose job no longer runs (a path that ended a job without releasing it, such as a
   plain ``rq worker`` or RQ's own maintenance) and refills the freed slots.
@@ -20,7 +20,7 @@ reaper's pass (every few seconds). The idea and the status (``rate_limited``) ar
 The Lua below is written as fragments (``LUA`` defines local functions) so every script that claims or ends a job
 takes or releases a slot in its own atomic call: a claim script prepends ``LUA``, calls ``fair_take(id, client,
 cap)`` with the job hash's ``client`` field and, when that says no, ``fair_park(id, client)`` for the job it popped;
-a script that ends, re-queues or gives back a job calls ``fair_release(id)`` (the worker's finish script,
+a script that ends or re-queues a job calls ``fair_release(id)`` (the worker's finish script,
 engine.records, for every job it ends). From Python, ``release(pipeline, job_id)`` puts the same into a
 transaction (engine.recovery's re-queues and failures).
 """

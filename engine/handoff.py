@@ -129,27 +129,6 @@ def claim(connection: Redis, queues: list[Queue], count: int, worker_name: str, 
     return claims
 
 
-def intermediate_key(queue_key: str) -> str:
-    """RQ's name for a queue's backup list (stock RQ workers on one queue leave claims there)."""
-    return f"{queue_key}:intermediate"
-
-
-# KEYS: queue, queue:intermediate; ARGV: job id. Back to the front: it was next in line. A slot it holds is freed.
-GIVE_BACK_SCRIPT = fairness.LUA + """
-if redis.call('LREM', KEYS[2], 1, ARGV[1]) > 0 then
-  fair_release(ARGV[1])
-  redis.call('LPUSH', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
-"""
-
-
-def give_back(connection: Redis, queue_key: str, job_id: str) -> bool:
-    """Return a job from a backup list to the front of its queue."""
-    return bool(run_script(connection, GIVE_BACK_SCRIPT, [queue_key, intermediate_key(queue_key)], (job_id,)))
-
-
 def poll_pause(empty_polls: int, ceiling: float) -> float:
     """Seconds to wait after ``empty_polls`` empty claims in a row: 5 ms doubling up to ``ceiling``."""
     return min(0.005 * 2 ** min(empty_polls, 10), ceiling)

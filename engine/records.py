@@ -128,7 +128,7 @@ class Batch:
         return list(run_script(self.connection, REPLAY_SCRIPT, [], argv) or [])
 
 
-def finished(batch: Batch, worker: BaseWorker, job: Job, queue: Queue, execution: Execution, value: Any) -> None:
+def finished(batch: Batch, worker: BaseWorker, job: Job, execution: Execution, value: Any) -> None:
     """What RQ's ``handle_job_success`` writes, its watched dependents aside (see ``release_dependents``)."""
     result_ttl = job.get_result_ttl(worker.default_result_ttl)
     pipe = batch.pipe

@@ -4,13 +4,11 @@ Each worker process keeps ``stack:worker:alive:<name>`` alive (TTL ``lost_after`
 ``BEAT_EVERY`` s) from a thread, whatever executes its jobs. Every ``REAP_EVERY`` s one worker (under a Redis
 lock) looks at each queue's StartedJobRegistry: a job whose execution belongs to a worker that is no longer
 alive was abandoned (SIGKILL, crash, lost machine). It is re-queued at the front at once, spending one retry,
-or failed with a readable error when none are left. Claims that sit in a backup list (``<queue>:intermediate``,
-where a stock RQ worker on one queue keeps them) without starting are given back to their queue. So jobs run at
-least once: they must be idempotent.
+or failed with a readable error when none are left. So jobs run at least once: they must be idempotent.
 
 The supervisor, which sees a process die, runs the same reaper at once (``reap_now``) instead of waiting for
-the beacon to lapse. RQ's own sweeps (StartedJobRegistry.cleanup, IntermediateQueue.cleanup) come much later
-(heartbeat TTL plus the maintenance interval) and find nothing left to do.
+the beacon to lapse. RQ's own sweep (StartedJobRegistry.cleanup) comes much later
+(heartbeat TTL plus the maintenance interval) and finds nothing left to do.
 """
 
 from __future__ import annotations
@@ -34,7 +32,6 @@ from rq.registry import StartedJobRegistry
 from rq.utils import as_text, parse_composite_key
 
 from engine import events, fairness
-from engine.handoff import give_back, intermediate_key
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import QUEUE_NAMES
 
@@ -43,7 +40,6 @@ log = logging.getLogger("rq.worker.recovery")  # under RQ's handler
 ALIVE_KEY = "stack:worker:alive:{}"
 MANAGED_KEY = "stack:workers:managed"  # names of workers that run a beacon: only those are judged by it
 REAPER_LOCK = "stack:reaper:lock"
-CLAIM_SEEN_KEY = "stack:claim:seen:{}"
 BEAT_EVERY = 2.0
 REAP_EVERY = 3.0
 LOST_AFTER = 10  # seconds without a beat before a worker counts as gone; detection ≤ LOST_AFTER + REAP_EVERY
@@ -165,13 +161,11 @@ def requeue_orphans(connection: Redis, worker_name: str, running: Callable[[], s
 
 
 class Reaper:
-    """Finds jobs abandoned by dead workers and stuck claims, and recovers them."""
+    """Finds jobs abandoned by dead workers, and recovers them."""
 
-    def __init__(self, connection: Redis, queue_names: tuple[str, ...] = QUEUE_NAMES, stuck_after: float = LOST_AFTER,
-                 client_cap: int | None = None):
+    def __init__(self, connection: Redis, queue_names: tuple[str, ...] = QUEUE_NAMES, client_cap: int | None = None):
         self.connection = connection
         self.queue_names = queue_names
-        self.stuck_after = stuck_after  # a claim normally starts within milliseconds
         self.client_cap = client_cap  # the workers' cap, for the slot sweep (None: no sweep in this pass)
 
     def all_queue_names(self) -> list[str]:
@@ -181,12 +175,11 @@ class Reaper:
 
     def run(self) -> dict[str, int]:
         """One pass over every queue; returns counts of what it did."""
-        counts = {"requeued": 0, "failed": 0, "returned": 0}
+        counts = {"requeued": 0, "failed": 0}
         for name in self.all_queue_names():
             queue = Queue(name, connection=self.connection, serializer=SERIALIZER, job_class=CatalogJob)
             for outcome in self.reap_started(queue):
                 counts[outcome] += 1
-            counts["returned"] += self.return_stuck_claims(queue)
         self.forget_dead_workers()
         if self.client_cap is not None:  # after the passes above, which release what they recovered
             fairness.sweep(self.connection, self.client_cap)
@@ -225,25 +218,6 @@ class Reaper:
         self.connection.zrem(registry.key, entry)
         log.warning("job %s abandoned by worker %r: %s", job.id, execution.worker_name or "?", outcome)
         return outcome
-
-    def return_stuck_claims(self, queue: Queue) -> int:
-        """Give back claimed jobs that never started (their worker died between dequeue and start)."""
-        returned = 0
-        backup = intermediate_key(queue.key)
-        for raw in self.connection.lrange(backup, 0, -1):
-            job_id = as_text(raw)
-            status = self.connection.hget(f"rq:job:{job_id}", "status")
-            if status is None or as_text(status) != JobStatus.QUEUED.value:
-                self.connection.lrem(backup, 1, job_id)  # expired, or past the handoff: RQ tracks it now
-                continue
-            seen_key = CLAIM_SEEN_KEY.format(job_id)
-            self.connection.set(seen_key, time.time(), nx=True, ex=3600)
-            first_seen = float(self.connection.get(seen_key) or time.time())
-            if time.time() - first_seen >= self.stuck_after and give_back(self.connection, queue.key, job_id):
-                self.connection.delete(seen_key)
-                log.warning("job %s was claimed but never started: returned to %s", job_id, queue.name)
-                returned += 1
-        return returned
 
     def reap_now(self, worker_name: str, wait: float = 5.0) -> dict[str, int]:
         """A process just died: mark it dead and reap at once (under the reaper's lock, so no job twice)."""
@@ -284,7 +258,7 @@ class Beacon(threading.Thread):
         self.on_reap = on_reap
         self.running = running  # the ids of the jobs this worker runs now; enables requeue_orphans
         self._server_id: str | None = None
-        self.reaper = Reaper(connection, stuck_after=lost_after, client_cap=client_cap)
+        self.reaper = Reaper(connection, client_cap=client_cap)
         self._stopping = threading.Event()
         self._healthy_since: float | None = None
         self._last_reap = 0.0

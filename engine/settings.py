@@ -186,7 +186,8 @@ class Settings(EnvSettings):
     redis_tls_verify: bool = var("REDIS_TLS_VERIFY", boolean, True)
     # Replicas that must have a submission before it is acknowledged (Redis WAIT); auto: 1 under Sentinel, else 0.
     redis_wait_replicas: int | None = var("REDIS_WAIT_REPLICAS", auto_or(integer(0, 10)), None)
-    redis_wait_timeout_ms: int = var("REDIS_WAIT_TIMEOUT_MS", integer(1, 60_000), 500)
+    # Below the web's 2 s socket timeout, so a slow replica gives "not replicated" (withdrawn), never a timeout.
+    redis_wait_timeout_ms: int = var("REDIS_WAIT_TIMEOUT_MS", integer(1, 1_500), 500)
     app_env: str = var("APP_ENV", choice("production", "development", "testing"), "production")
     port: int = var("PORT", integer(1, 65535), 5000)
     web_concurrency: int = var("WEB_CONCURRENCY", integer(1, 64), 2)

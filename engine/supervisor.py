@@ -64,7 +64,8 @@ class Supervisor:
         base_name: str,
         burst: bool = False,
         env: dict[str, str] | None = None,
-        shutdown_grace: float = 20.0,
+        *,
+        shutdown_grace: float,
     ):
         self.command = command
         self.processes = processes

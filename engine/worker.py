@@ -1,8 +1,8 @@
 """StackWorker, the one worker: an RQ worker that owns its loop and runs up to ``threads`` jobs at once in threads.
 
-Like upstream RQ's AsyncWorker it overrides only ``work()`` (and ``__init__``, for its settings), and uses RQ's
-public pieces for the rest: birth and death, heartbeats, state, maintenance, the scheduler, RQ's records. The loop,
-top to bottom (``work``):
+Like the async worker proposed upstream for RQ, it overrides only ``work()`` (and ``__init__``, for its settings),
+and uses RQ's public pieces for the rest: birth and death, heartbeats, state, maintenance, the scheduler, RQ's
+records. The loop, top to bottom (``work``):
 
 1. claim up to the number of free threads and start them, in one script call (engine.handoff);
 2. hand each job to a job thread, which runs it and puts it in the outbox;
@@ -253,7 +253,7 @@ class StackWorker(BaseWorker):
             batch.absent.add(job.dependencies_key)
         if run.exc_info is None:
             with logs.context(job.meta.get("request_id"), job.id):
-                finished(batch, self, job, run.queue, run.execution, run.value)
+                finished(batch, self, job, run.execution, run.value)
                 events.on_finish(job, batch.pipe)
             return True
         exc_type, exc_value, tb = run.exc_info
