@@ -20,7 +20,7 @@ from engine.enqueue import Client, deferred_writes, durable, queued_writes, with
 from engine.errors import InvalidRequest
 from engine.queues import SERIALIZER, CatalogJob
 from engine.settings import Settings
-from engine.status import job_status, job_view
+from engine.status import iso, job_status, job_view
 
 BATCH_PREFIX = "stack:batch:"
 MAX_ITEMS = 100
@@ -68,7 +68,7 @@ def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items
             client=client,
         )
         commands += enqueue_script.stacked(pipe)
-    record = {"id": batch_id, "type": job_type.name, "created_at": _iso(now), "items": item_ids,
+    record = {"id": batch_id, "type": job_type.name, "created_at": iso(now), "items": item_ids,
               "aggregate": aggregate.id}
     # Kept as long as the longest-lived of its jobs can be: queued for QUEUED_TTL, then a result for RESULT_TTL.
     ttl = settings.queued_ttl + max(settings.result_ttl, settings.failure_ttl)
@@ -120,7 +120,3 @@ def _batch_status(statuses: list[str], aggregate: dict[str, Any] | None) -> str:
     if aggregate["status"] in ("finished", "failed", "canceled", "stopped"):
         return aggregate["status"]
     return "queued" if all(status in ("queued", "scheduled") for status in statuses) else "running"
-
-
-def _iso(when: datetime) -> str:
-    return when.isoformat().replace("+00:00", "Z")

@@ -51,10 +51,10 @@ def view(job_id: str, job_type: str | None, params: dict[str, Any] | None, statu
         "type": job_type,
         "params": params,
         "status": status,
-        "created_at": _iso(created_at),
-        "enqueued_at": _iso(enqueued_at),
-        "started_at": _iso(started_at),
-        "ended_at": _iso(ended_at),
+        "created_at": iso(created_at),
+        "enqueued_at": iso(enqueued_at),
+        "started_at": iso(started_at),
+        "ended_at": iso(ended_at),
         "progress": progress,
         "result": result,
         "error": error,
@@ -84,5 +84,6 @@ def job_error(job: Job, status: str) -> dict[str, str] | None:
     return {"type": "JobFailed", "message": last_line[:300] or "The job failed without an error message."}
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
+    """A UTC time as the API writes it (ISO 8601, ``Z``), or None."""
     return value.isoformat().replace("+00:00", "Z") if value else None
