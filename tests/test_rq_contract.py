@@ -93,8 +93,9 @@ def enqueue(redis: Redis, name: str, **options) -> Job:
 def wait(redis: Redis, job: Job, statuses: set[str], deadline: float = 30.0) -> Job:
     end = time.monotonic() + deadline
     while True:
+        # One snapshot: get_status() would read the status again, later than the meta and fields fetched here.
         fresh = Job.fetch(job.id, connection=redis, serializer=SERIALIZER)
-        if fresh.get_status() in statuses or time.monotonic() > end:
+        if fresh.get_status(refresh=False) in statuses or time.monotonic() > end:
             return fresh
         time.sleep(0.05)
 
@@ -108,7 +109,7 @@ def one_worker(start_worker):
 def test_a_finished_job_has_rqs_records(redis, one_worker):
     job = enqueue(redis, "sleep", kwargs={"seconds": 0.2}, result_ttl=600)
     done = wait(redis, job, TERMINAL)
-    assert done.get_status() == "finished", one_worker.log()
+    assert done.get_status(refresh=False) == "finished", one_worker.log()
     assert done.worker_name == "records" and done.started_at < done.ended_at <= done.last_heartbeat
     result = done.latest_result()
     assert result.type == Result.Type.SUCCESSFUL and result.return_value == 0.2 and result.worker_name == "records"
@@ -127,7 +128,7 @@ def test_a_finished_job_has_rqs_records(redis, one_worker):
 def test_a_running_job_is_seen_by_rq_info_workers_and_the_started_registry(env, redis, one_worker):
     job = enqueue(redis, "sleep", kwargs={"seconds": 3})
     running = wait(redis, job, {"started"})
-    assert running.get_status() == "started" and running.worker_name == "records"
+    assert running.get_status(refresh=False) == "started" and running.worker_name == "records"
     assert job.id in StartedJobRegistry("default", connection=redis).get_job_ids()
     [worker] = [w for w in Worker.all(connection=redis, serializer=SERIALIZER) if w.name == "records"]
     assert [e.job_id for e in worker.get_current_executions()] == [job.id]
@@ -135,14 +136,14 @@ def test_a_running_job_is_seen_by_rq_info_workers_and_the_started_registry(env, 
     rq = str(Path(sys.executable).parent / "rq")
     info = subprocess.run([rq, "info", "--url", env["REDIS_URL"], "-W"], capture_output=True, text=True, timeout=30)
     assert "records" in info.stdout and "busy" in info.stdout, info.stdout + info.stderr
-    assert wait(redis, job, TERMINAL).get_status() == "finished"
+    assert wait(redis, job, TERMINAL).get_status(refresh=False) == "finished"
 
 
 @pytest.mark.integration
 def test_a_failed_job_has_rqs_records(redis, one_worker):
     forged = Queue("default", connection=redis, serializer=SERIALIZER).enqueue_call(func="os.getpid")
     done = wait(redis, forged, TERMINAL)
-    assert done.get_status() == "failed", one_worker.log()
+    assert done.get_status(refresh=False) == "failed", one_worker.log()
     assert forged.id in FailedJobRegistry("default", connection=redis).get_job_ids()
     result = done.latest_result()
     assert result.type == Result.Type.FAILED and "ForbiddenJob" in result.exc_string
@@ -159,11 +160,11 @@ def test_a_retry_with_an_interval_is_scheduled_then_runs_again(redis, start_work
         func="jobs.wordcount.count_words_at_url", kwargs={"url": page_server.url("/flaky-records")},
         retry=Retry(max=1, interval=[2]))
     scheduled = wait(redis, job, {"scheduled"})
-    assert scheduled.get_status() == "scheduled", scheduled.get_status()
+    assert scheduled.get_status(refresh=False) == "scheduled", scheduled.get_status(refresh=False)
     assert job.id in ScheduledJobRegistry("default", connection=redis).get_job_ids()
     assert scheduled.meta["error"]["type"] == "HttpServerError"  # why it waits
     done = wait(redis, job, {"failed"})
-    assert done.get_status() == "failed" and page_server.hits("/flaky-records") == 2
+    assert done.get_status(refresh=False) == "failed" and page_server.hits("/flaky-records") == 2
     assert "gave up after 2 attempts" in done.meta["error"]["message"]
 
 
@@ -173,9 +174,9 @@ def test_stop_job_and_timeout_end_through_the_same_records(redis, one_worker):
     timed_out = enqueue(redis, "spin", kwargs={"seconds": 60}, timeout=1)
     wait(redis, stopped, {"started"})
     send_stop_job_command(redis, stopped.id, serializer=SERIALIZER)
-    assert wait(redis, stopped, TERMINAL).get_status() == "stopped"
+    assert wait(redis, stopped, TERMINAL).get_status(refresh=False) == "stopped"
     failed = wait(redis, timed_out, TERMINAL)
-    assert failed.get_status() == "failed" and "JobTimeoutException" in failed.latest_result().exc_string
+    assert failed.get_status(refresh=False) == "failed" and "JobTimeoutException" in failed.latest_result().exc_string
     registry = FailedJobRegistry("default", connection=redis).get_job_ids()
     assert stopped.id in registry and timed_out.id in registry  # RQ keeps stopped jobs with the failed ones
 
@@ -184,7 +185,7 @@ def test_stop_job_and_timeout_end_through_the_same_records(redis, one_worker):
 def test_a_dependent_runs_when_its_parent_finishes(redis, one_worker):
     parent = enqueue(redis, "sleep", kwargs={"seconds": 0.3})
     child = enqueue(redis, "noop", depends_on=parent)
-    assert wait(redis, child, TERMINAL).get_status() == "finished", one_worker.log()
+    assert wait(redis, child, TERMINAL).get_status(refresh=False) == "finished", one_worker.log()
     assert Job.fetch(child.id, connection=redis, serializer=SERIALIZER).started_at >= wait(
         redis, parent, TERMINAL).ended_at
 
@@ -192,7 +193,7 @@ def test_a_dependent_runs_when_its_parent_finishes(redis, one_worker):
 @pytest.mark.integration
 def test_rq_dashboard_json_shows_the_records(client, redis, one_worker):
     job = enqueue(redis, "noop")
-    assert wait(redis, job, TERMINAL).get_status() == "finished"
+    assert wait(redis, job, TERMINAL).get_status(refresh=False) == "finished"
     auth = basic("admin", TEST_PASSWORD)
     finished = client.get("/rq/0/data/jobs/default/finished/8/asc/1.json", headers=auth).get_json()
     assert job.id in [j["id"] for j in finished["jobs"]]
