@@ -74,16 +74,18 @@ def submit_continuously(app, site: CountingSite, load: Load, prefix: str) -> Non
         time.sleep(0.05)  # about 40 submissions a second in all: the worker keeps up, so jobs run at the kill
 
 
-@pytest.mark.parametrize("extra", [{}, {"delay_seconds": 60}, {"idempotency": True}],
-                         ids=["queued", "scheduled", "idempotent"])
+@pytest.mark.parametrize("extra", [{}, {"delay_seconds": 60}, {"idempotency": True}, {"items": 3}],
+                         ids=["queued", "scheduled", "idempotent", "batch"])
 def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing(env, redis, extra):
     # The session's Redis has no replica: asking for one is what a primary whose replica fell behind looks like.
     settings = Settings.from_env({**env, "REDIS_WAIT_REPLICAS": "1", "REDIS_WAIT_TIMEOUT_MS": "20"})
     client = create_app({"SETTINGS": settings}).test_client()
-    body = {"type": "count_words_at_url", "params": {"url": "http://127.0.0.1:9/"}}
-    body.update((name, value) for name, value in extra.items() if name != "idempotency")
+    params = {"url": "http://127.0.0.1:9/"}
+    path, body = ("/api/batches", {"type": "count_words_at_url", "items": [params] * extra["items"]}) if (
+        "items" in extra) else ("/api/jobs", {"type": "count_words_at_url", "params": params})
+    body.update((name, value) for name, value in extra.items() if name not in ("idempotency", "items"))
     headers = {"Idempotency-Key": "once"} if extra.get("idempotency") else {}
-    response = client.post("/api/jobs", headers=headers, json=body)
+    response = client.post(path, headers=headers, json=body)
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.headers["Retry-After"].isdigit()
     assert response.get_json()["error"]["code"] == "redis_unavailable"
@@ -91,6 +93,8 @@ def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing
     leftovers = [key for key in redis.keys("*") if key.startswith((b"rq:job:", b"stack:idempotency:"))]
     assert not leftovers and not redis.zcard("stack:jobs:recent")
     assert not redis.llen("rq:queue:default") and not redis.zcard("rq:scheduled:default")
+    quotas = redis.keys("stack:quota:*")
+    assert quotas and all(int(redis.get(key)) == 0 for key in quotas)  # charged, then given back
 
 
 def test_after_a_failover_a_worker_reruns_jobs_it_finished_on_the_old_primary(redis, settings):

@@ -25,7 +25,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     # Down, slow, out of memory (noeviction) or read-only after a failover: the job store can't take the request.
-    app.register_error_handler(RedisError, _redis_down)
+    app.register_error_handler(RedisError, redis_down)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -48,7 +48,7 @@ def _http_error(exc: HTTPException):
     return response
 
 
-def _redis_down(exc: Exception):
+def redis_down(exc: Exception):
     message = ("No replica confirmed the job in time, so it was not accepted; try again."
                if isinstance(exc, NotReplicated) else "The job store is unavailable; try again.")
     response = error_response(ServiceUnavailable.code, "redis_unavailable", message)

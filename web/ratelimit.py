@@ -30,8 +30,8 @@ from flask import Flask, Response, current_app, g, request
 from redis import Redis
 from redis.exceptions import RedisError
 
-from engine.enqueue_script import Charge, Refused
-from web.errors import error_response
+from engine.enqueue_script import Charge, NotReplicated, Refused
+from web.errors import error_response, redis_down
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -178,7 +178,7 @@ def take() -> Charge | None:
     pending = g.pop("rate_charge", None)
     if pending is None:
         return None
-    g.rate_charged_at = pending[2]
+    g.rate_charged = pending  # (client, cost, time, quota client)
     return current_app.extensions["limiter"].plan(*pending)
 
 
@@ -186,9 +186,24 @@ def settle(refuse: bool = True) -> None:
     """Make this request's pending charge now (one round trip); ``Limited`` if it does not fit."""
     pending = g.pop("rate_charge", None)
     if pending is not None:
+        g.rate_charged = pending
         verdict = current_app.extensions["limiter"].charge(*pending)
         if refuse and not verdict.allowed:
             raise Limited(verdict)
+
+
+def _give_back_quota() -> None:
+    """Take this request's charge off its client's daily quota (the rate's counter keeps it)."""
+    charged = g.pop("rate_charged", None)
+    if charged is None:
+        return
+    limiter = current_app.extensions["limiter"]
+    planned = limiter.plan(*charged)
+    if planned.quota_key:
+        try:
+            limiter.redis.decrby(planned.quota_key, planned.cost)
+        except RedisError:  # gone with the primary, like the charge itself
+            pass
 
 
 class Limited(Exception):
@@ -223,12 +238,18 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int
                         f"{verdict.retry_after} s.", verdict.retry_after)
 
     def refused_in_script(exc: Refused) -> Response:
+        charged_at = g.rate_charged[2]
         if exc.over_quota:
-            return refusal(limiter.over_quota(g.rate_charged_at))
-        return refusal(limiter.verdict(exc.current, exc.previous, g.rate_charged_at, exc.charge.cost))
+            return refusal(limiter.over_quota(charged_at))
+        return refusal(limiter.verdict(exc.current, exc.previous, charged_at, exc.charge.cost))
+
+    def withdrawn(exc: NotReplicated) -> Response:
+        _give_back_quota()  # the client was answered 503: its withdrawn submission spends no quota
+        return redis_down(exc)
 
     app.register_error_handler(Limited, lambda exc: refusal(exc.verdict))
     app.register_error_handler(Refused, refused_in_script)
+    app.register_error_handler(NotReplicated, withdrawn)
 
     @app.before_request
     def limit_submissions() -> Response | None:
@@ -245,6 +266,7 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int
         if getattr(view, "charges_itself", False):
             g.rate_charge = charge
             return None
+        g.rate_charged = charge
         verdict = limiter.charge(*charge)
         return None if verdict.allowed else refusal(verdict)
 
