@@ -43,7 +43,7 @@ def statuses(redis: Redis, jobs: list[Job]) -> list[str]:
 
 def test_every_running_job_of_every_thread_shows_in_rq_tools(redis, start_worker, env):
     worker = start_worker("--processes", "1", "--threads", "4", "--name", "seen", extra_env=DIAG)
-    jobs = [submit(redis, 3.0) for _ in range(3)]
+    jobs = [submit(redis, 8.0) for _ in range(3)]  # long enough to be running still when `rq info` has started
     assert wait_until(lambda: statuses(redis, jobs) == ["started"] * 3, 30), worker.log()
     [rq_worker] = Worker.all(connection=redis)
     executions = rq_worker.get_current_executions()

@@ -167,9 +167,11 @@ def a_worker_is_up(redis) -> bool:
 @pytest.mark.parametrize("cap", [2, 0], ids=["capped", "uncapped"])
 def test_a_flood_from_two_clients_does_not_hold_up_a_third_clients_job(cap, visitors, redis, start_worker,
                                                                        slow_server, page_server):
-    worker = start_worker("--processes", "0", "--threads", "6", extra_env={"CLIENT_CONCURRENCY": str(cap)})
+    # Flood attempts outlast the test (FETCH_TIMEOUT 60 s), so running and parked jobs hold still while it looks.
+    worker = start_worker("--processes", "0", "--threads", "6",
+                          extra_env={"CLIENT_CONCURRENCY": str(cap), "FETCH_TIMEOUT": "60"})
     assert wait_until(lambda: a_worker_is_up(redis), 30), worker.log()
-    hanging = [{"url": slow_server.url(60)} for _ in range(20)]  # each attempt waits out FETCH_TIMEOUT (5 s)
+    hanging = [{"url": slow_server.url(60)} for _ in range(20)]
     for flooder in FLOODERS:
         response = visitors.post("/api/batches", json={"type": "count_words_at_url", "items": hanging},
                                  environ_base=flooder)

@@ -55,8 +55,8 @@ def test_sigkilled_worker_job_is_rerun_by_a_running_worker_within_the_detection_
     assert wait_until(lambda: site.started["k1"] == 2, RECOVERY_DEADLINE, pause=0.05)
     recovery = site.started_at["k1"][1] - killed_at
     # docs/reliability.md: the beacon lapses within WORKER_LOST_AFTER of the kill and the reaper, on the beacon's
-    # 2 s tick, passes every 4 s; 2 s more for the survivor to claim the job and fetch on a loaded machine.
-    assert recovery < settings.worker_lost_after + 4 + 2, f"re-run {recovery:.1f} s after the kill"
+    # 2 s tick, passes every 4 s; 5 s more for the survivor to claim the job and fetch on a loaded machine.
+    assert recovery < settings.worker_lost_after + 4 + 5, f"re-run {recovery:.1f} s after the kill"
     print(f"\nSIGKILL: re-run {recovery:.1f} s after the kill")
     assert wait_until(lambda: view(redis, job_id)["status"] == "finished", 60)
     job = fetch_job(redis, job_id)

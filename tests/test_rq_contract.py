@@ -126,7 +126,7 @@ def test_a_finished_job_has_rqs_records(redis, one_worker):
 
 @pytest.mark.integration
 def test_a_running_job_is_seen_by_rq_info_workers_and_the_started_registry(env, redis, one_worker):
-    job = enqueue(redis, "sleep", kwargs={"seconds": 3})
+    job = enqueue(redis, "sleep", kwargs={"seconds": 8})  # running still when `rq info` has started
     running = wait(redis, job, {"started"})
     assert running.get_status(refresh=False) == "started" and running.worker_name == "records"
     assert job.id in StartedJobRegistry("default", connection=redis).get_job_ids()
@@ -158,7 +158,7 @@ def test_a_retry_with_an_interval_is_scheduled_then_runs_again(redis, start_work
     page_server.add("/flaky-records", status=503, body=b"busy")
     job = make_queues(redis)["default"].enqueue_call(
         func="jobs.wordcount.count_words_at_url", kwargs={"url": page_server.url("/flaky-records")},
-        retry=Retry(max=1, interval=[2]))
+        retry=Retry(max=1, interval=[4]))  # scheduled long enough to be seen there
     scheduled = wait(redis, job, {"scheduled"})
     assert scheduled.get_status(refresh=False) == "scheduled", scheduled.get_status(refresh=False)
     assert job.id in ScheduledJobRegistry("default", connection=redis).get_job_ids()

@@ -68,16 +68,20 @@ def lateness(redis: Redis, job_id: str, due: float) -> float:
     return datetime.fromisoformat(view["started_at"]).timestamp() - due
 
 
-def restart(server: RedisServer) -> None:
+def restart(server: RedisServer) -> float:
+    """Stop Redis for 4 s and start it again; returns when it is back."""
     server.stop()  # SIGTERM: Redis writes its AOF and exits
     time.sleep(4)
     server.start()
+    return time.time()
 
 
-def freeze(server: RedisServer) -> None:
+def freeze(server: RedisServer) -> float:
+    """Freeze Redis for 4 s; returns when it is back."""
     os.kill(server.process.pid, signal.SIGSTOP)  # connections hang: clients see timeouts, not refusals
     time.sleep(4)
     os.kill(server.process.pid, signal.SIGCONT)
+    return time.time()
 
 
 @pytest.mark.parametrize("fault", [restart, freeze], ids=["restart", "outage"])
@@ -94,10 +98,11 @@ def test_delayed_jobs_and_retries_run_on_time_after_redis_comes_back(own_redis, 
     retried = submit(client, page_server.url(path))
     delayed = submit(client, page_server.url("/"), delay_seconds=2)
     dues = {retried: due_time(redis, retried), delayed: due_time(redis, delayed)}
-    fault(own_redis)  # both fall due while Redis is away
+    back = fault(own_redis)  # both fall due while Redis is away
     assert wait_until(lambda: all(job_view(fetch_job(redis, j))["status"] == "finished" for j in dues), 20), \
         (worker.log(), [job_view(fetch_job(redis, j)) for j in dues])
-    late = {job_id: lateness(redis, job_id, due) for job_id, due in dues.items()}
+    # Late counts from when Redis was back: the outage itself is the fault's, not the scheduler's.
+    late = {job_id: lateness(redis, job_id, max(due, back)) for job_id, due in dues.items()}
     print(f"\nscheduler after {fault.__name__}: retry late {late[retried]:.1f} s, delayed late {late[delayed]:.1f} s")
     assert max(late.values()) <= LATE_AT_MOST, late
     assert worker.process.poll() is None, worker.log()
@@ -111,9 +116,11 @@ def test_a_lock_left_by_a_dead_scheduler_does_not_hold_delayed_jobs_back(redis, 
     redis.hset(dead.key, mapping={"name": dead.name, "last_heartbeat": utcformat(datetime.fromtimestamp(
         time.time() - 30))})
     worker = start_worker()
+    # Timed from a running worker: its start-up on a loaded machine is not what is measured here.
+    assert wait_until(lambda: redis.scard("rq:workers"), 30), worker.log()
     job_id = submit(client, page_server.url("/"), delay_seconds=2)
     due = due_time(redis, job_id)
-    assert wait_until(lambda: job_view(fetch_job(redis, job_id))["status"] == "finished", 15), worker.log()
+    assert wait_until(lambda: job_view(fetch_job(redis, job_id))["status"] == "finished", 30), worker.log()
     assert lateness(redis, job_id, due) <= LATE_AT_MOST
     assert redis.get("rq:scheduler-lock:default") != b"killed-scheduler"
 

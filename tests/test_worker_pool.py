@@ -61,7 +61,7 @@ def test_one_process_runs_jobs_concurrently(redis, start_worker):
 
 def test_crash_takes_no_other_job_down(redis, start_worker):
     worker = start_worker("--processes", "1", "--threads", "2", extra_env=DIAG)
-    sibling = submit(redis, "sleep", seconds=1.5, retry=Retry(max=1))
+    sibling = submit(redis, "sleep", seconds=5, retry=Retry(max=1))  # still running when the crash comes
     assert status_of(wait_status(redis, sibling, {"started"})) == "started", worker.log()
     crash = submit(redis, "crash_process")
     crashed = wait_status(redis, crash, TERMINAL)
