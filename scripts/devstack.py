@@ -76,7 +76,11 @@ def main() -> int:
     redis = None
     try:
         if not env.get("REDIS_URL"):
-            redis = RedisServer(VAR_DIR / "redis").start()
+            try:
+                redis = RedisServer(VAR_DIR / "redis").start()
+            except RuntimeError as exc:  # none on this machine, or too old: say so, without a traceback
+                print(f"make run: {exc}", file=sys.stderr)
+                return 2
             env["REDIS_URL"] = redis.url
         return run_stack(env, procfile)
     finally:
