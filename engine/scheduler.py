@@ -4,7 +4,8 @@ RQ forks its scheduler into a child process that dies on the first Redis error; 
 (every ``--maintenance-interval``) starts it again, and a lock left by a dead scheduler blocks every other one
 until it expires (61 s). Delayed jobs and retries then sit in ``scheduled`` for minutes. ``KeptScheduler`` runs
 RQ's own steps (its locks, its metadata hash, ``enqueue_scheduled_jobs``) once a second from a thread that
-waits out any error. A lock whose holder has not sent a heartbeat for ``STALE_AFTER`` seconds is taken over,
+waits out any error. It takes all its queues' locks in one step, so two schedulers starting together never split
+the queues between them. A lock whose holder has not sent a heartbeat for ``STALE_AFTER`` seconds is taken over,
 so a SIGKILLed scheduler (ours or a stock ``rq worker --with-scheduler``) hands over within seconds.
 
 The worker (engine.worker) starts one with ``--with-scheduler`` and shuts it down when it stops.
@@ -28,6 +29,18 @@ log = logging.getLogger("rq.scheduler")  # under RQ's handler, like the schedule
 INTERVAL = 1  # seconds between looks at the scheduled registries (whole: RQ's lock TTLs add 60 to it)
 STALE_AFTER = 5.0  # seconds without a heartbeat before another scheduler's lock counts as left behind
 
+# Take every queue's lock, or none if any is held: RQ takes them one by one, so two schedulers starting together
+# would split the queues between them and both stay.
+_TAKE_ALL = """
+for _, key in ipairs(KEYS) do
+    if redis.call('EXISTS', key) == 1 then return 0 end
+end
+for _, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+end
+return 1
+"""
+
 # Swap the holder for us only if it is still the one we judged stale: never take a lock that changed hands.
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -50,6 +63,8 @@ class KeptScheduler:
         self.interval = self.rq.interval
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lock_ttl = self.interval + 60  # what RQ gives its locks; its heartbeat renews them to this
+        self._take_all = self.rq.connection.register_script(_TAKE_ALL)
         self._take_over = self.rq.connection.register_script(_TAKE_OVER)
         self._failing = False
 
@@ -116,7 +131,11 @@ class KeptScheduler:
             self.rq.heartbeat()  # refreshes our locks; drops any another scheduler took
         else:
             self.take_over_stale_locks()
-            if self.rq.acquire_locks():
+            if not self.acquired_locks and self._take_all(
+                    keys=[RQScheduler.get_locking_key(name) for name in sorted(self.queue_names)],
+                    args=[self.name, self.lock_ttl]):
+                log.info("Acquired scheduler lock for %s", ", ".join(sorted(self.queue_names)))
+            if self.rq.acquire_locks():  # RQ's own step: it records the locks it holds, and takes any left free
                 self.rq.register_birth()  # only a holder shows as a scheduler (rq info, stats)
         if self.rq.acquired_locks:
             self.rq.enqueue_scheduled_jobs()
@@ -131,14 +150,19 @@ class KeptScheduler:
         if not others:
             return
         with connection.pipeline(transaction=False) as pipe:
-            for holder in others.values():
+            for name, holder in others.items():
                 pipe.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "last_heartbeat")
-            beats = pipe.execute()
+                pipe.ttl(RQScheduler.get_locking_key(name))
+            replies = pipe.execute()
         stale_before = utcformat(now() - timedelta(seconds=STALE_AFTER))
-        for (name, holder), beat in zip(others.items(), beats, strict=True):
-            # No metadata at all: its hash expired or never existed, so nobody is keeping that lock.
-            if beat is None or beat.decode() < stale_before:
-                ttl = self.interval + 60
-                if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, ttl]):
+        for (name, holder), beat, ttl in zip(others.items(), replies[::2], replies[1::2], strict=True):
+            if self._abandoned(beat, ttl, stale_before):
+                if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl]):
                     log.warning("Scheduler %s: took over the lock for %s from %s (no heartbeat for %.0f s)",
                                 self.name, name, holder.decode(), STALE_AFTER)
+
+    def _abandoned(self, beat: bytes | None, ttl: int, stale_before: str) -> bool:
+        """Whether nobody keeps a lock, from its holder's last heartbeat and the lock's remaining ``ttl``."""
+        if beat is None:  # no metadata: expired, or not written yet by a scheduler that has just taken its locks
+            return ttl <= self.lock_ttl - STALE_AFTER  # set or renewed longer than STALE_AFTER ago
+        return beat.decode() < stale_before

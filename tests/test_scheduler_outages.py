@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from datetime import datetime
 
@@ -140,3 +141,39 @@ def test_a_live_scheduler_keeps_its_locks_and_a_silent_one_loses_them(redis):
     assert not first.acquired_locks
     for scheduler in (first, second):
         scheduler.shutdown()
+
+
+def test_two_schedulers_starting_together_never_split_the_queues(redis):
+    splits = []
+    for round_ in range(40):
+        redis.flushall()
+        pair = [KeptScheduler(list(QUEUE_NAMES), redis, name=f"s{round_}-{n}") for n in range(2)]
+        start = threading.Barrier(2)
+        threads = [threading.Thread(target=tick_after, args=(start, scheduler)) for scheduler in pair]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        held = [scheduler.acquired_locks for scheduler in pair]
+        if set() not in held:
+            splits.append(held)
+        assert set().union(*held) == set(QUEUE_NAMES)  # every queue is scheduled
+        for scheduler in pair:
+            scheduler.shutdown()
+    assert not splits, f"{len(splits)} of 40 starts split the queues between two schedulers: {splits[:3]}"
+
+
+@pytest.mark.parametrize(("set_ago", "taken"), [(STALE_AFTER + 5, True), (0, False)], ids=["old", "just-set"])
+def test_a_lock_without_a_scheduler_behind_it_is_taken_over_once_it_is_old(redis, set_ago, taken):
+    # No metadata hash: either it expired with its scheduler, or a scheduler has just taken its locks.
+    scheduler = KeptScheduler(list(QUEUE_NAMES), redis, name="newcomer")
+    for name in QUEUE_NAMES:
+        redis.set(RQScheduler.get_locking_key(name), "gone", ex=int(scheduler.lock_ttl - set_ago))
+    scheduler.tick()
+    assert scheduler.acquired_locks == (set(QUEUE_NAMES) if taken else set())
+    scheduler.shutdown()
+
+
+def tick_after(start: threading.Barrier, scheduler: KeptScheduler) -> None:
+    start.wait()
+    scheduler.tick()
