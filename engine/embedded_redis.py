@@ -39,15 +39,18 @@ def find_redis_server() -> str:
         return os.path.abspath(explicit) if os.sep in explicit else explicit
     found = shipped_redis_server() or shutil.which("redis-server")
     if found is None:
-        raise RuntimeError("no Redis server to start: the shipped Valkey (requirements.txt) covers Linux x86-64 and "
-                           "macOS arm64; elsewhere put a redis-server 7 or newer on PATH (or name it in "
+        raise RuntimeError("no Redis server to start: requirements.txt ships one (Valkey) only for the platforms "
+                           "requirements.in names; elsewhere put a redis-server 7 or newer on PATH (or name it in "
                            "REDIS_SERVER), or set REDIS_URL to a running Redis")
     return found
 
 
 def server_version(binary: str) -> tuple[int, int]:
     """The (major, minor) Redis-protocol version a server binary reports with --version."""
-    banner = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    try:
+        banner = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:  # missing, not executable or hung: say which
+        raise RuntimeError(f"cannot run {binary}: {exc}") from exc
     match = re.search(r"v=(\d+)\.(\d+)", banner)
     if match is None:
         raise RuntimeError(f"{binary} --version printed no version: {banner!r}")
@@ -111,12 +114,12 @@ class RedisServer:
 
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        conf = self.data_dir / "redis.conf"
-        conf.write_text(self.config())
         binary = self.binary or find_redis_server()
         if server_version(binary) < MIN_VERSION:
             raise RuntimeError(f"{binary} is older than Redis {'.'.join(map(str, MIN_VERSION))}, which the stack needs")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.data_dir / "redis.conf"
+        conf.write_text(self.config())
         # Errors in the settings are printed before the log file opens: keep them for the messages below.
         with open(self.data_dir / "redis-server.out", "wb") as output:
             self.process = subprocess.Popen(

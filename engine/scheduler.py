@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -29,11 +30,13 @@ log = logging.getLogger("rq.scheduler")  # under RQ's handler, like the schedule
 INTERVAL = 1  # seconds between looks at the scheduled registries (whole: RQ's lock TTLs add 60 to it)
 STALE_AFTER = 5.0  # seconds without a heartbeat before another scheduler's lock counts as left behind
 
-# Take every queue's lock, or none if any is held: RQ takes them one by one, so two schedulers starting together
-# would split the queues between them and both stay.
+# Take every queue's lock in one step, or none: each must be free, ours, or still held by the holder judged
+# abandoned (ARGV[2 + i], '' for none). RQ takes them one by one, so two schedulers starting together, or taking
+# over from the same dead one, would split the queues between them, and both would stay.
 _TAKE_ALL = """
-for _, key in ipairs(KEYS) do
-    if redis.call('EXISTS', key) == 1 then return 0 end
+for i, key in ipairs(KEYS) do
+    local holder = redis.call('GET', key)
+    if holder and holder ~= ARGV[1] and holder ~= ARGV[2 + i] then return 0 end
 end
 for _, key in ipairs(KEYS) do
     redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
@@ -41,7 +44,7 @@ end
 return 1
 """
 
-# Swap the holder for us only if it is still the one we judged stale: never take a lock that changed hands.
+# Swap the holder for us only if it is still the one we judged abandoned: never take a lock that changed hands.
 _TAKE_OVER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
     redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
@@ -67,6 +70,7 @@ class KeptScheduler:
         self._take_all = self.rq.connection.register_script(_TAKE_ALL)
         self._take_over = self.rq.connection.register_script(_TAKE_OVER)
         self._failing = False
+        self._failed_at = float("-inf")  # monotonic time of the last failed tick
 
     @property
     def acquired_locks(self) -> set[str]:
@@ -120,6 +124,7 @@ class KeptScheduler:
                 log.warning("Scheduler %s: %s: %s; retrying every %s s", self.name, type(exc).__name__, exc,
                             self.interval)
             self._failing = True  # the locks are checked again, and the metadata re-written, once Redis answers
+            self._failed_at = time.monotonic()
             return
         if self._failing:
             log.info("Scheduler %s: Redis is back; scheduling again", self.name)
@@ -130,39 +135,53 @@ class KeptScheduler:
         if self.acquired_locks == self.queue_names and not self._failing:
             self.rq.heartbeat()  # refreshes our locks; drops any another scheduler took
         else:
-            self.take_over_stale_locks()
-            if not self.acquired_locks and self._take_all(
-                    keys=[RQScheduler.get_locking_key(name) for name in sorted(self.queue_names)],
-                    args=[self.name, self.lock_ttl]):
-                log.info("Acquired scheduler lock for %s", ", ".join(sorted(self.queue_names)))
+            abandoned, names = self.abandoned_locks(), sorted(self.queue_names)
+            if self._take_all(keys=self._lock_keys(names),
+                              args=[self.name, self.lock_ttl, *(abandoned.get(name, "") for name in names)]):
+                if self.acquired_locks != self.queue_names:
+                    log.info("Acquired scheduler lock for %s", ", ".join(names))
+            else:  # a live scheduler holds some (a stock one on other queues): take what is abandoned, one by one
+                self._take_over_each(abandoned)
             if self.rq.acquire_locks():  # RQ's own step: it records the locks it holds, and takes any left free
                 self.rq.register_birth()  # only a holder shows as a scheduler (rq info, stats)
         if self.rq.acquired_locks:
             self.rq.enqueue_scheduled_jobs()
 
-    def take_over_stale_locks(self) -> None:
-        """Take the locks of our queues held by a scheduler whose heartbeat is older than STALE_AFTER."""
+    def abandoned_locks(self) -> dict[str, str]:
+        """Our queues whose lock another scheduler holds but no longer keeps: queue name → holder."""
+        if time.monotonic() - self._failed_at < STALE_AFTER:
+            return {}  # just back from an outage, every holder looks silent: give the live ones time to beat
         connection = self.rq.connection
         names = sorted(self.queue_names - self.acquired_locks)
-        holders = connection.mget([RQScheduler.get_locking_key(name) for name in names])
-        others = {name: holder for name, holder in zip(names, holders, strict=True)
+        holders = connection.mget(self._lock_keys(names))
+        others = {name: holder.decode() for name, holder in zip(names, holders, strict=True)
                   if holder is not None and holder.decode() != self.name}
         if not others:
-            return
+            return {}
         with connection.pipeline(transaction=False) as pipe:
             for name, holder in others.items():
-                pipe.hget(SCHEDULER_KEY_TEMPLATE % holder.decode(), "last_heartbeat")
-                pipe.ttl(RQScheduler.get_locking_key(name))
+                pipe.hget(SCHEDULER_KEY_TEMPLATE % holder, "last_heartbeat")
+                pipe.pttl(RQScheduler.get_locking_key(name))
             replies = pipe.execute()
         stale_before = utcformat(now() - timedelta(seconds=STALE_AFTER))
-        for (name, holder), beat, ttl in zip(others.items(), replies[::2], replies[1::2], strict=True):
-            if self._abandoned(beat, ttl, stale_before):
-                if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl]):
-                    log.warning("Scheduler %s: took over the lock for %s from %s (no heartbeat for %.0f s)",
-                                self.name, name, holder.decode(), STALE_AFTER)
+        return {name: holder for (name, holder), beat, pttl in zip(others.items(), replies[::2], replies[1::2],
+                                                                   strict=True)
+                if self._abandoned(beat, pttl, stale_before)}
 
-    def _abandoned(self, beat: bytes | None, ttl: int, stale_before: str) -> bool:
-        """Whether nobody keeps a lock, from its holder's last heartbeat and the lock's remaining ``ttl``."""
+    def _abandoned(self, beat: bytes | None, pttl: int, stale_before: str) -> bool:
+        """Whether nobody keeps a lock, from its holder's last heartbeat and the lock's remaining ``pttl`` (ms)."""
         if beat is None:  # no metadata: expired, or not written yet by a scheduler that has just taken its locks
-            return ttl <= self.lock_ttl - STALE_AFTER  # set or renewed longer than STALE_AFTER ago
+            return pttl <= (self.lock_ttl - STALE_AFTER) * 1000  # set or renewed longer than STALE_AFTER ago
         return beat.decode() < stale_before
+
+    def _take_over_each(self, abandoned: dict[str, str]) -> None:
+        """Take each abandoned lock that still has the holder it was judged by."""
+        for name, holder in abandoned.items():
+            if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl]):
+                log.warning("Scheduler %s: took over the lock for %s from %s (silent for over %.0f s)",
+                            self.name, name, holder, STALE_AFTER)
+
+    @staticmethod
+    def _lock_keys(names: Any) -> list[str]:
+        """RQ's lock keys of these queues."""
+        return [RQScheduler.get_locking_key(name) for name in names]

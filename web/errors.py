@@ -48,7 +48,8 @@ def _http_error(exc: HTTPException):
     return response
 
 
-def redis_down(exc: Exception):
+def redis_down(exc: Exception) -> Response:
+    """503 with Retry-After: Redis is down, read-only or full, or no replica confirmed a submission."""
     message = ("No replica confirmed the job in time, so it was not accepted; try again."
                if isinstance(exc, NotReplicated) else "The job store is unavailable; try again.")
     response = error_response(ServiceUnavailable.code, "redis_unavailable", message)

@@ -14,6 +14,9 @@ A view marked ``charged_in_view`` (the API's submit) makes its request's charge 
 the enqueue, which charges and enqueues in one script call (engine.enqueue_script), so such a POST costs one
 round trip instead of two. A path of that view that does other work calls ``settle`` first, and a request the
 view refuses (a 4xx) is charged on its way out, answering 429 instead when it does not fit, as before.
+
+A submission withdrawn because no replica confirmed it (a 503) gets its daily-quota charge back: the client was
+refused, and retries it.
 """
 
 from __future__ import annotations
@@ -76,6 +79,15 @@ def address_group(address: str | None) -> str:
     return str(ip)
 
 
+# Never below zero, never a new key: after a failover the charge may not have reached this server, or it may
+# have failed open.
+_GIVE_BACK = """
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+if used >= tonumber(ARGV[1]) then return redis.call('DECRBY', KEYS[1], ARGV[1]) end
+return used
+"""
+
+
 class ClientLimiter:
     """Charges work to a client against one shared Rate and a daily quota (0: none), in the app's Redis (shared
     by every web process). The rate counts a client by its address group, the quota by its client key."""
@@ -103,6 +115,15 @@ class ClientLimiter:
         except RedisError:
             return Verdict(True, self.rate.limit, 0)  # fail open; the request meets the outage itself
         return verdict
+
+    def give_back(self, client: str, cost: int, now: float, quota_client: str | None = None) -> None:
+        """Take a charge off ``quota_client``'s daily quota (the rate's counter keeps it), never below zero."""
+        quota_key = self.plan(client, cost, now, quota_client).quota_key
+        if quota_key:
+            try:
+                self.redis.eval(_GIVE_BACK, 1, quota_key, cost)
+            except RedisError:  # gone with the primary, like the charge itself
+                pass
 
     def plan(self, client: str, cost: int, now: float, quota_client: str | None = None) -> Charge:
         """The charge of ``cost`` units for ``client`` at ``now`` (and for ``quota_client``'s daily quota), for
@@ -197,13 +218,7 @@ def _give_back_quota() -> None:
     charged = g.pop("rate_charged", None)
     if charged is None:
         return
-    limiter = current_app.extensions["limiter"]
-    planned = limiter.plan(*charged)
-    if planned.quota_key:
-        try:
-            limiter.redis.decrby(planned.quota_key, planned.cost)
-        except RedisError:  # gone with the primary, like the charge itself
-            pass
+    current_app.extensions["limiter"].give_back(*charged)
 
 
 class Limited(Exception):
