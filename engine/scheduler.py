@@ -140,6 +140,7 @@ class KeptScheduler:
                               args=[self.name, self.lock_ttl, *(abandoned.get(name, "") for name in names)]):
                 if self.acquired_locks != self.queue_names:
                     log.info("Acquired scheduler lock for %s", ", ".join(names))
+                self._report_takeovers(abandoned)
             else:  # a live scheduler holds some (a stock one on other queues): take what is abandoned, one by one
                 self._take_over_each(abandoned)
             if self.rq.acquire_locks():  # RQ's own step: it records the locks it holds, and takes any left free
@@ -176,10 +177,14 @@ class KeptScheduler:
 
     def _take_over_each(self, abandoned: dict[str, str]) -> None:
         """Take each abandoned lock that still has the holder it was judged by."""
-        for name, holder in abandoned.items():
-            if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl]):
-                log.warning("Scheduler %s: took over the lock for %s from %s (silent for over %.0f s)",
-                            self.name, name, holder, STALE_AFTER)
+        self._report_takeovers({name: holder for name, holder in abandoned.items() if self._take_over(
+            keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl])})
+
+    def _report_takeovers(self, taken: dict[str, str]) -> None:
+        """Log the locks taken from silent schedulers: queue name → former holder."""
+        for name, holder in taken.items():
+            log.warning("Scheduler %s: took over the lock for %s from %s (silent for over %.0f s)",
+                        self.name, name, holder, STALE_AFTER)
 
     @staticmethod
     def _lock_keys(names: Any) -> list[str]:
