@@ -101,7 +101,8 @@ def call(method: str, url: str, body: dict | None = None) -> tuple[int, dict]:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"{}")
+        with exc:  # closes its socket
+            return exc.code, json.loads(exc.read() or b"{}")
 
 
 def wait_ready(base: str, processes: list[Process]) -> None:

@@ -66,7 +66,8 @@ def http(method: str, url: str, body: Any = None, headers: dict[str, str] | None
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers), exc.read()
+        with exc:  # closes its socket
+            return exc.code, dict(exc.headers), exc.read()
 
 
 def wait_http_ok(url: str, group: ProcessGroup, timeout: float = 60.0) -> bool:

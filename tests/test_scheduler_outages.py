@@ -125,6 +125,7 @@ def test_a_lock_left_by_a_dead_scheduler_does_not_hold_delayed_jobs_back(redis, 
     assert wait_until(lambda: job_view(fetch_job(redis, job_id))["status"] == "finished", 30), worker.log()
     assert lateness(redis, job_id, due) <= LATE_AT_MOST
     assert redis.get("rq:scheduler-lock:default") != b"killed-scheduler"
+    assert "took over the lock for default from killed-scheduler" in worker.log()
 
 
 def test_a_live_scheduler_keeps_its_locks_and_a_silent_one_loses_them(redis):

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,6 +109,9 @@ def _wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
+        except urllib.error.HTTPError as exc:  # answering, not ready yet: close its socket
+            exc.close()
+            time.sleep(0.1)
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"gunicorn did not answer within {START_DEADLINE} s:\n{log.read_text(errors='replace')}")

@@ -115,6 +115,7 @@ def test_dashboard_tables_fill_in_and_its_actions_work(dashboard, stack):
         with pytest.raises(urllib.error.HTTPError) as gone:
             api(stack, "GET", f"/api/jobs/{waiting}")
         assert gone.value.code == 404
+        gone.value.close()  # its socket, else a ResourceWarning fails whichever test the collector runs in
         no_problems(page)
 
         # Requeue a failed job from the failed list: it leaves the list and waits in its queue again.
