@@ -213,14 +213,6 @@ def settle(refuse: bool = True) -> None:
             raise Limited(verdict)
 
 
-def _give_back_quota() -> None:
-    """Take this request's charge off its client's daily quota (the rate's counter keeps it)."""
-    charged = g.pop("rate_charged", None)
-    if charged is None:
-        return
-    current_app.extensions["limiter"].give_back(*charged)
-
-
 class Limited(Exception):
     """A request's charge did not fit."""
 
@@ -259,7 +251,9 @@ def init_app(app: Flask, rate_text: str, blueprints: tuple[str, ...], quota: int
         return refusal(limiter.verdict(exc.current, exc.previous, charged_at, exc.charge.cost))
 
     def withdrawn(exc: NotReplicated) -> Response:
-        _give_back_quota()  # the client was answered 503: its withdrawn submission spends no quota
+        charged = g.pop("rate_charged", None)
+        if charged is not None:  # the client is answered 503: its withdrawn submission spends no quota
+            limiter.give_back(*charged)
         return redis_down(exc)
 
     app.register_error_handler(Limited, lambda exc: refusal(exc.verdict))
