@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from redis import Redis
-from rq.job import Dependency, Job
+from rq.job import Dependency
 
 from engine import catalog, enqueue_script, events
 from engine.enqueue import Client, deferred_writes, durable, queued_writes, withdraw
@@ -78,8 +78,7 @@ def create_batch(connection: Redis, queue: str, job_type: catalog.JobType, items
     except enqueue_script.NotReplicated as exc:
         # The whole batch goes; an item a worker already took runs alone, its aggregate withdrawn with the rest.
         withdraw(connection, queue, [*item_ids, aggregate.id], exc)
-        connection.delete(BATCH_PREFIX + batch_id, aggregate.dependencies_key,
-                          *(Job.dependents_key_for(item_id) for item_id in item_ids))
+        connection.delete(BATCH_PREFIX + batch_id)
         raise
     for item_id in item_ids:
         events.submitted(item_id, job_type.name, queue)

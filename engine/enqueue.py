@@ -11,6 +11,7 @@ dependencies RQ records.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -184,6 +185,9 @@ def withdraw(connection: Redis, queue: str, job_ids: list[str], reason: enqueue_
             withdrawn = None
         log.warning("job %s not acknowledged (%s); %s", job_id, reason,
                     "a worker had already taken it, so it runs" if withdrawn == 0 else "withdrawn")
+    with contextlib.suppress(RedisError):  # RQ's dependency sets among them (a batch's): no job waits on the undone
+        connection.delete(*(key for job_id in job_ids for key in (
+            Job.dependents_key_for(job_id), Job(job_id, connection=connection).dependencies_key)))
 
 
 def retry_intervals(job_type: catalog.JobType, settings: Settings) -> list[int]:

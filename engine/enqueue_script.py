@@ -108,8 +108,9 @@ class Refused(Exception):
 
 
 def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | None = None,
-        durable: Durable | None = None) -> None:
-    """Run ``commands`` in one script call, after ``charge``; raise Refused if it did not fit.
+        durable: Durable | None = None) -> tuple[int, int]:
+    """Run ``commands`` in one script call, after ``charge``; raise Refused if it did not fit, else return the
+    charge's current and previous window counters.
 
     Every submission's writes go through this one call. With ``durable``, a WAIT rides in the same round trip;
     NotReplicated if too few replicas confirmed (the writes are made on the primary all the same: the caller
@@ -131,6 +132,7 @@ def run(connection: Redis, commands: Iterable[Sequence[Any]], charge: Charge | N
         raise Refused(charge, int(current), int(previous), over_quota=allowed == -1)  # type: ignore[arg-type]
     if durable is not None and confirmed < durable.replicas:
         raise NotReplicated(durable, confirmed)
+    return int(current), int(previous)
 
 
 def _run_and_wait(connection: Redis, keys: list[str], args: list[Any], durable: Durable) -> tuple[list, int]:

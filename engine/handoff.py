@@ -129,7 +129,11 @@ def claim(connection: Redis, queues: list[Queue], count: int, worker_name: str, 
     return claims
 
 
-def poll_pause(empty_polls: int, ceiling: float) -> float:
-    """Seconds to wait after ``empty_polls`` empty claims in a row: 5 ms doubling up to ``ceiling``."""
-    return min(0.005 * 2 ** min(empty_polls, 10), ceiling)
+POLL_MIN = 0.005  # seconds after the first empty claim
+POLL_MAX = 0.1  # an idle worker picks a new job up within this long
+
+
+def poll_pause(empty_polls: int) -> float:
+    """Seconds to wait after ``empty_polls`` empty claims in a row: POLL_MIN doubling up to POLL_MAX."""
+    return min(POLL_MIN * 2 ** min(empty_polls, 10), POLL_MAX)
 

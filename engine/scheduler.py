@@ -145,7 +145,7 @@ class KeptScheduler:
                 self._take_over_each(abandoned)
             if self.rq.acquire_locks():  # RQ's own step: it records the locks it holds, and takes any left free
                 self.rq.register_birth()  # only a holder shows as a scheduler (rq info, stats)
-        if self.rq.acquired_locks:
+        if self.acquired_locks:
             self.rq.enqueue_scheduled_jobs()
 
     def abandoned_locks(self) -> dict[str, str]:
@@ -177,8 +177,11 @@ class KeptScheduler:
 
     def _take_over_each(self, abandoned: dict[str, str]) -> None:
         """Take each abandoned lock that still has the holder it was judged by."""
-        self._report_takeovers({name: holder for name, holder in abandoned.items() if self._take_over(
-            keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl])})
+        taken = {}
+        for name, holder in abandoned.items():
+            if self._take_over(keys=[RQScheduler.get_locking_key(name)], args=[holder, self.name, self.lock_ttl]):
+                taken[name] = holder
+        self._report_takeovers(taken)
 
     def _report_takeovers(self, taken: dict[str, str]) -> None:
         """Log the locks taken from silent schedulers: queue name → former holder."""

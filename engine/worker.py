@@ -69,7 +69,6 @@ MONITOR_INTERVAL = 3  # seconds between a running job's heartbeats in Redis
 _HEARTBEAT_EVERY = 1.0  # seconds between the worker key's own heartbeats (and suspension checks)
 _STOP_GRACE = 2.0  # seconds a stopped job may take to notice; after that it is blocked in C
 _TICK = 0.5  # longest the main thread waits for a job to end before it looks after heartbeats and grace
-_POLL_MAX = 0.1  # an idle worker picks a new job up within this long
 
 
 class JobStopped(BaseException):
@@ -175,7 +174,7 @@ class StackWorker(BaseWorker):
                         break
                     if max_idle_time is not None and time.monotonic() - idle_since >= max_idle_time:
                         break
-                wait = _TICK if free <= len(claims) or self.stopping else poll_pause(empty_polls, _POLL_MAX)
+                wait = _TICK if free <= len(claims) or self.stopping else poll_pause(empty_polls)
                 completed += self._finish(self._collect(wait))
                 if self.stopping and self._grace_over():
                     self._interrupt_all()
@@ -462,8 +461,7 @@ class StackWorker(BaseWorker):
 
     def _stop(self) -> None:
         """Finish what ended, re-queue what still runs, then RQ's death record; the beacon and scheduler stop."""
-        if self.running:
-            self._interrupt_all()
+        self._interrupt_all()
         try:
             self._finish(self._collect(0), force=True)
         except RedisError:

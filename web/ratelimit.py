@@ -33,15 +33,17 @@ from flask import Flask, Response, current_app, g, request
 from redis import Redis
 from redis.exceptions import RedisError
 
+from engine import enqueue_script
 from engine.enqueue_script import Charge, NotReplicated, Refused
+from engine.settings import DAY
 from web.errors import error_response, redis_down
 
 F = TypeVar("F", bound=Callable[..., object])
 
 KEY_PREFIX = "stack:ratelimit:"
 QUOTA_PREFIX = "stack:quota:"
-DAY = 86400
-UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": DAY}
+QUOTA_EXPIRE = DAY + 3600  # a day's counter outlives its day by an hour: clocks of web hosts differ a little
 
 
 @dataclass(frozen=True)
@@ -97,24 +99,13 @@ class ClientLimiter:
 
     def charge(self, client: str, cost: int = 1, now: float | None = None, quota_client: str | None = None) -> Verdict:
         now = time.time() if now is None else now
-        planned = self.plan(client, cost, now, quota_client)
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(planned.current_key, cost)
-                pipe.expire(planned.current_key, planned.expire)
-                pipe.get(planned.previous_key)
-                if planned.quota_key:
-                    pipe.incrby(planned.quota_key, cost)
-                    pipe.expire(planned.quota_key, planned.quota_expire)
-                current, _, previous, *used = pipe.execute()
-            verdict = self.verdict(int(current), int(previous or 0), now, cost)
-            if planned.quota_key and (not verdict.allowed or used[0] > self.quota):
-                self.redis.decrby(planned.quota_key, cost)  # the quota counts accepted work only
-                if verdict.allowed:
-                    return self.over_quota(now)
+        try:  # the enqueue's own script with nothing to write: one set of charging rules
+            current, previous = enqueue_script.run(self.redis, [], self.plan(client, cost, now, quota_client))
+        except Refused as exc:
+            return self.over_quota(now) if exc.over_quota else self.verdict(exc.current, exc.previous, now, cost)
         except RedisError:
             return Verdict(True, self.rate.limit, 0)  # fail open; the request meets the outage itself
-        return verdict
+        return self.verdict(current, previous, now, cost)
 
     def give_back(self, client: str, cost: int, now: float, quota_client: str | None = None) -> None:
         """Take a charge off ``quota_client``'s daily quota (the rate's counter keeps it), never below zero."""
@@ -131,7 +122,7 @@ class ClientLimiter:
         period, window = self.rate.period, int(now // self.rate.period)
         quota_key = f"{QUOTA_PREFIX}{quota_client}:{int(now // DAY)}" if self.quota and quota_client else None
         return Charge(f"{KEY_PREFIX}{client}:{window}", f"{KEY_PREFIX}{client}:{window - 1}", cost, 2 * period,
-                      self._in_view(now), self.rate.limit, quota_key, self.quota, DAY + 3600)
+                      self._in_view(now), self.rate.limit, quota_key, self.quota, QUOTA_EXPIRE)
 
     def over_quota(self, now: float) -> Verdict:
         """The verdict on a charge past the daily quota: it fits again when the UTC day turns."""
